@@ -1,0 +1,2 @@
+"""SeqFormer: query-based video transformers for VIS and spatio-temporal action detection."""
+__version__ = "0.1.0"
