@@ -1,0 +1,291 @@
+"""One typed configuration for every task: dataclasses, YAML files and ``key=value`` overrides.
+
+Option names follow the original SeqFormer CLI (``num_frames``, ``num_queries``,
+``with_box_refine``, ``rel_coord``, ``lr_backbone`` ...) so a user of the original repo can
+translate a shell config line by line.  A YAML file may set any subset of fields and may
+``_base_: other.yaml`` (relative path) to inherit.  Overrides use dotted paths
+(``optim.lr=1e-4``) or, when unambiguous, the bare seed name (``lr=1e-4``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    task: str = "vis"  # "vis" (instance segmentation) or "ava" (action detection)
+    backbone: str = "resnet50"  # resnet50 | resnet101 | resnext101_32x8d | swin_l_p4w12 | csn50 | csn152
+    backbone_weights: str | None = None  # local file with ImageNet / IG65M weights (never downloaded)
+    dilation: bool = False
+    position_embedding: str = "sine"  # sine | learned
+    num_feature_levels: int = 4
+    enc_layers: int = 6
+    dec_layers: int = 6
+    dim_feedforward: int = 1024
+    hidden_dim: int = 256
+    dropout: float = 0.1
+    nheads: int = 8
+    num_queries: int = 300
+    enc_n_points: int = 4
+    dec_n_points: int = 4
+    num_frames: int = 5
+    num_classes: int = 42  # 42 for YouTube-VIS 2019 ids used as indices (original), 80 for AVA
+    with_box_refine: bool = True
+    masks: bool = True
+    rel_coord: bool = True
+    mask_out_stride: int = 4
+    aux_loss: bool = True
+    msda_impl: str = "auto"  # auto | pytorch | <registered backend>
+    # 3-D (CSN) backbone options for action detection
+    csn_temporal_strides: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    csn_last_stride: bool = False  # layer4 spatial stride 2 (True) or 1 (fork default)
+    csn_frozen_stages: int = 2  # stem + layer1 + layer2 frozen (tune_point 4 in the fork)
+    # action head
+    actor_score: bool = True  # separate actor/no-actor logit besides the multi-label actions
+
+
+@dataclass
+class LossConfig:
+    set_cost_class: float = 2.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    box_cost: str = "l2"  # original: Euclidean cdist over concatenated frame boxes; "l1" = DETR-style
+    skip_empty_frames: bool = False  # original regresses absent-instance frames to a ~0 box
+    cls_loss_coef: float = 2.0
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
+    mask_loss_coef: float = 2.0
+    dice_loss_coef: float = 5.0
+    actor_loss_coef: float = 2.0
+    focal_alpha: float = 0.25
+    action_loss: str = "bce"  # bce | focal (AVA multi-label action scores)
+    positive_weight: float = 1.0  # extra weight of matched queries in the AVA action loss
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    lr_backbone: float = 2e-5
+    lr_backbone_names: list[str] = field(default_factory=lambda: ["backbone.0"])
+    lr_linear_proj_names: list[str] = field(default_factory=lambda: ["reference_points", "sampling_offsets"])
+    lr_linear_proj_mult: float = 0.1
+    weight_decay: float = 1e-4
+    sgd: bool = False
+    epochs: int = 12
+    lr_drop: list[int] = field(default_factory=lambda: [4, 10])
+    lr_gamma: float = 0.1
+    clip_max_norm: float = 0.1
+    batch_size: int = 2  # per process
+
+
+@dataclass
+class DataConfig:
+    dataset_file: str = "YoutubeVIS"  # YoutubeVIS | jointcoco | ava | jhmdb | ucf24
+    ytvis_path: str = "data/ytvis"
+    train_ann: str = "annotations/instances_train_sub.json"
+    train_img_dir: str = "train/JPEGImages"
+    val_ann: str = "annotations/instances_val_sub.json"
+    val_img_dir: str = "val/JPEGImages"
+    coco_path: str = "data/coco"
+    coco_ann: str = "annotations/instances_train2017.json"
+    coco_ratio: float = 1.0  # COCO pseudo-videos per YouTube-VIS sample in joint training
+    train_scales: list[int] = field(default_factory=lambda: [288, 320, 352, 392, 416, 448, 480, 512])
+    train_max_size: int = 768
+    crop_scales: list[int] = field(default_factory=lambda: [400, 500, 600])
+    crop_size: list[int] = field(default_factory=lambda: [384, 600])
+    photometric: bool = True
+    val_short_side: int = 360
+    val_max_size: int | None = None
+    num_workers: int = 2
+    # AVA-format action detection
+    ava_frames: str = "data/ava/frames"
+    ava_frame_pattern: str = "{video_id}/{video_id}_{frame:06d}.jpg"  # frame is 1-based
+    ava_video_dir: str | None = None  # decode clips straight from videos instead of frames
+    ava_train_csv: str = "data/ava/annotations/ava_train_v2.2.csv"
+    ava_val_csv: str = "data/ava/annotations/ava_val_v2.2.csv"
+    ava_labelmap: str = "data/ava/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+    ava_exclusions: str | None = "data/ava/annotations/ava_val_excluded_timestamps_v2.2.csv"
+    ava_fps: int = 30
+    ava_start_second: int = 900  # first extracted second; keyframe S -> frame (S - start) * fps
+    frame_sample_rate: int = 2
+    ava_train_short_side: list[int] = field(default_factory=lambda: [256, 320])
+    ava_crop_size: int = 256
+    ava_val_short_side: int = 256
+    skip_corrupt_frames: bool = False
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "outputs/run"
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    resume: str | None = None
+    start_epoch: int = 0
+    pretrain_weights: str | None = None
+    jointfinetune: bool = False
+    val_freq: int = 1
+    log_every: int = 20
+    max_iters_per_epoch: int | None = None  # for smoke tests
+    amp: bool = False
+    find_unused_parameters: bool = True
+
+
+@dataclass
+class EvalConfig:
+    topk: int = 10  # YouTube-VIS: detections per video (original inference.py)
+    mask_threshold: float = 0.5
+    null_score: float = 0.001
+    max_frames_per_clip: int = 0  # 0 = whole video as one clip (original); else window length
+    clip_overlap: int = 0
+    ava_topk_per_box: int = 0  # 0 = every class for every box
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = get_origin(typ)
+    if origin is None and typ in (int, float, str, bool):
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if typ is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}")
+        return value
+    args = get_args(typ)
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown option {key!r} (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping")
+            _apply(current, value, f"{where}.{key}")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: circular _base_")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    merged = _read_yaml(path.parent / base, seen + (path,))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _resolve_key(cfg: Config, key: str) -> list[str]:
+    parts = key.split(".")
+    if len(parts) > 1:
+        return parts
+    owners = [f.name for f in fields(cfg) if key in {g.name for g in fields(getattr(cfg, f.name))}]
+    if len(owners) != 1:
+        msg = "unknown" if not owners else f"ambiguous (in {', '.join(owners)})"
+        raise ConfigError(f"override {key!r}: {msg} option; use section.option")
+    return [owners[0], key]
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        parts = _resolve_key(cfg, key.strip())
+        value = yaml.safe_load(raw) if raw.strip() else None
+        nested: dict[str, Any] = {parts[-1]: value}
+        for p in reversed(parts[:-1]):
+            nested = {p: nested}
+        _apply(cfg, nested, "override")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    cfg = Config()
+    if path is not None:
+        _apply(cfg, _read_yaml(Path(path)), str(path))
+    apply_overrides(cfg, overrides or [])
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _apply(cfg, data, "config")
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def validate(cfg: Config) -> None:
+    m = cfg.model
+    if m.task not in ("vis", "ava"):
+        raise ConfigError(f"model.task must be 'vis' or 'ava', got {m.task!r}")
+    if m.hidden_dim % m.nheads or (m.hidden_dim // m.nheads) % 1:
+        raise ConfigError("model.hidden_dim must be divisible by model.nheads")
+    if m.masks and m.hidden_dim % 32:
+        raise ConfigError("model.masks needs hidden_dim divisible by 32 (mask branch uses hidden_dim/32 channels)")
+    if m.num_frames < 1 or m.num_queries < 1 or m.num_classes < 1:
+        raise ConfigError("num_frames, num_queries and num_classes must be positive")
+    if cfg.loss.box_cost not in ("l1", "l2"):
+        raise ConfigError("loss.box_cost must be 'l1' or 'l2'")
+    if not math.isfinite(cfg.optim.lr) or cfg.optim.lr < 0:
+        raise ConfigError("optim.lr must be a non-negative number")
