@@ -243,11 +243,20 @@ class PhotometricDistort:
         return [self.apply(f, shared or self.draw()) for f in frames], target
 
 
+def normalize_frames(frames: Sequence[Image.Image]) -> torch.Tensor:
+    """RGB PIL frames -> ``[T,3,H,W]`` float32, ``(x / 255 - mean) / std``; one numpy pass (several times faster
+    than per-frame ``to_tensor`` + ``normalize`` on a busy CPU, equal to 1e-6)."""
+    x = np.stack([np.asarray(f.convert("RGB")) for f in frames]).astype(np.float32)
+    x -= np.float32(255) * np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    x *= 1 / (np.float32(255) * np.asarray(IMAGENET_STD, dtype=np.float32))
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
 class ToTensorNormalize:
     """PIL frames -> ImageNet-normalised ``[T,3,H,W]``; boxes xyxy -> cxcywh / (w, h); masks -> uint8."""
 
     def __call__(self, frames, target):
-        clip = torch.stack([TF.normalize(TF.to_tensor(f), IMAGENET_MEAN, IMAGENET_STD) for f in frames])
+        clip = normalize_frames(frames)
         if target is None:
             return clip, None
         target = dict(target)
