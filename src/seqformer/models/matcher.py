@@ -97,6 +97,7 @@ class HungarianMatcherVIS(nn.Module):
                 raise ValueError(
                     f"clip {b}: target boxes must be [N={labels.shape[0]},T={num_frames},4], got {tuple(gt.shape)}"
                 )
+            labels, gt = labels.to(logits.device), gt.to(boxes)
             pos, neg = focal_positive_negative_costs(logits[b].sigmoid(), self.focal_alpha)
             cost_class = pos[:, labels] - neg[:, labels]
             pred = boxes[b].transpose(0, 1)  # [Q, T, 4]
@@ -183,6 +184,7 @@ class HungarianMatcherAVA(nn.Module):
                     f"clip {b}: targets need boxes [N,4] and labels [N,{logits.shape[-1]}], "
                     f"got {tuple(gt.shape)} and {tuple(labels.shape)}"
                 )
+            gt, labels = gt.to(boxes), labels.to(logits)
             cost = self.cost_bbox * torch.cdist(boxes[b], gt, p=1)
             cost = cost - self.cost_giou * generalized_box_iou(box_cxcywh_to_xyxy(boxes[b]), box_cxcywh_to_xyxy(gt))
             cost = cost + self.cost_action * self._action_cost(logits[b], labels)
