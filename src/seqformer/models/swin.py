@@ -241,7 +241,8 @@ class SwinTransformer(nn.Module):
         self.norm_indices = tuple(norm_indices)
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, patch_norm)
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)  # stochastic depth grows linearly from 0 to drop_path_rate over all blocks
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         starts = [sum(depths[:i]) for i in range(len(depths))]
         self.layers = nn.ModuleList(
             BasicLayer(self.num_features[i], depths[i], num_heads[i], window_size,
