@@ -1,0 +1,290 @@
+"""AVA frame-mAP@0.5 with the exact semantics of ActivityNet's ``get_ava_performance.py``, vectorised.
+
+Official protocol (see ``benchmarks/ava_reference.py`` for a line-by-line style re-implementation):
+rows whose action id is not in the label map are dropped first; excluded keyframes are dropped;
+each keyframe keeps at most 50 detections through a min-heap of ``(score, action, y1, x1, y2, x2)``
+(a row enters a full heap only with a score strictly above the heap minimum, evicting the
+lexicographically smallest tuple) and lists them by descending score, stable over the heap's array
+layout; boxes with ``y1 >= y2`` or ``x1 >= x2`` are dropped; per keyframe and class each detection,
+in list order, takes its maximum-IoU ground-truth box (first on ties, areas without +1) and is a true
+positive iff IoU >= 0.5 and that box is still free. Detections on keyframes without ground truth are
+false positives (the official evaluator matches them against an empty ground truth). Per class,
+scores are concatenated in keyframe order (first appearance in the detection file), ordered with
+``np.argsort(...)[::-1]`` and turned into VOC all-point AP under the monotone precision envelope.
+Classes without ground truth get NaN and are left out of the mean.
+
+Score ties make the result depend on list order, so this module reproduces the order exactly: the
+vectorised path handles every keyframe whose order is fully determined by scores (no tie at the
+50-cap boundary, no equal scores within a class, no exact IoU tie between distinct ground-truth
+boxes); the remaining keyframes are replayed with the official heap logic in Python
+(:func:`_evaluate_keyframe_exactly`). With real-valued scores that fallback is rare; with coarsely
+rounded scores it is still bounded by the per-keyframe work of the official reader.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from seqformer.data.ava_io import read_ava_frame, read_exclusions, read_labelmap
+
+MAX_DETECTIONS_PER_KEYFRAME = 50
+IOU_THRESHOLD = 0.5
+
+
+def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
+                 detections: str | os.PathLike, exclusions: str | os.PathLike | None = None) -> dict:
+    """Return ``{"mAP": float, "per_class": {class name: AP}}``.
+
+    ``per_class`` lists every label-map class in id order, NaN for classes without ground truth
+    (as the official script prints them); ``mAP`` is the mean over the other classes.
+    """
+    categories = read_labelmap(labelmap)
+    class_ids = np.array([class_id for class_id, _ in categories], dtype=np.int64)
+    if class_ids.min() < 1:
+        raise ValueError(f"{labelmap}: class ids must be >= 1 (official evaluator requirement)")
+    num_classes = int(class_ids.max())
+    whitelist = np.zeros(num_classes + 1, dtype=bool)
+    whitelist[class_ids] = True
+
+    gt_frame = read_ava_frame(groundtruth, "gt")
+    det_frame = read_ava_frame(detections, "det")
+    keys = _KeyframeIndex(gt_frame, det_frame)
+    excluded = keys.encode_pairs(read_exclusions(exclusions)) if exclusions else np.zeros(0, np.int64)
+    gt = _rows(gt_frame, keys.gt_keys, whitelist, excluded, default_score=1.0)
+    det = _rows(det_frame, keys.det_keys, whitelist, excluded, default_score=1.0)
+    del gt_frame, det_frame
+
+    num_gt = np.bincount(gt["cls"], minlength=num_classes + 1)
+    labelled = _label_detections(det, gt, num_classes)
+    ap = _average_precisions(labelled, num_gt)
+
+    names = dict(categories)  # later duplicates of an id win, as in the official category index
+    per_class = {names[c]: float(ap[c]) for c in sorted(names)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no class has ground truth
+        mean_ap = float(np.nanmean(ap[1:]))
+    return {"mAP": mean_ap, "per_class": per_class}
+
+
+class _KeyframeIndex:
+    """Integer keys for (video_id, second) shared by the ground truth, detections and exclusions."""
+
+    def __init__(self, gt_frame: pd.DataFrame, det_frame: pd.DataFrame):
+        self.videos = pd.Index(gt_frame[0].cat.categories).union(pd.Index(det_frame[0].cat.categories))
+        seconds = [f[1].to_numpy(np.int64) for f in (gt_frame, det_frame)]
+        nonempty = [s for s in seconds if s.size]
+        self.first_second = min((int(s.min()) for s in nonempty), default=0)
+        last = max((int(s.max()) for s in nonempty), default=0)
+        self.span = last - self.first_second + 1
+        if self.span * max(len(self.videos), 1) >= 2**53:
+            raise ValueError("keyframe seconds span too large to index")
+        self.gt_keys = self._encode(gt_frame[0], seconds[0])
+        self.det_keys = self._encode(det_frame[0], seconds[1])
+
+    def _encode(self, videos: pd.Series, seconds: np.ndarray) -> np.ndarray:
+        to_union = self.videos.get_indexer(videos.cat.categories).astype(np.int64)
+        video = to_union[videos.cat.codes.to_numpy()]
+        return video * self.span + (seconds - self.first_second)
+
+    def encode_pairs(self, pairs: set[tuple[str, int]]) -> np.ndarray:
+        """Keys of the pairs whose video and second fall inside the index (others match nothing)."""
+        if not pairs:
+            return np.zeros(0, np.int64)
+        video_ids, seconds = zip(*pairs)
+        video = self.videos.get_indexer(list(video_ids)).astype(np.int64)
+        offset = np.asarray(seconds, dtype=np.int64) - self.first_second
+        inside = (video >= 0) & (offset >= 0) & (offset < self.span)
+        return video[inside] * self.span + offset[inside]
+
+
+def _rows(frame: pd.DataFrame, keys: np.ndarray, whitelist: np.ndarray, excluded: np.ndarray,
+          default_score: float) -> dict[str, np.ndarray]:
+    """Whitelisted, non-excluded rows in file order; boxes as official [y1, x1, y2, x2]."""
+    cls = frame[6].to_numpy(np.int64)
+    keep = (cls >= 0) & (cls < len(whitelist))
+    keep[keep] = whitelist[cls[keep]]
+    if excluded.size:
+        keep &= ~np.isin(keys, excluded)
+    last = frame[7].to_numpy(np.float64)[keep]
+    return {
+        "key": keys[keep],
+        "cls": cls[keep],
+        "score": np.where(np.isnan(last), default_score, last),
+        "box": frame[[3, 2, 5, 4]].to_numpy(np.float64)[keep],
+    }
+
+
+def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.ndarray]:
+    """True/false-positive label of every evaluated detection, with its sort keys."""
+    cap = MAX_DETECTIONS_PER_KEYFRAME
+    image, _ = pd.factorize(det["key"], sort=False)  # ids in order of first appearance
+    image = image.astype(np.int64)
+    order = np.argsort(-det["score"], kind="stable")
+    order = order[np.argsort(image[order], kind="stable")]
+    image_s, score_s = image[order], det["score"][order]
+    counts = np.bincount(image_s, minlength=image.max() + 1 if image.size else 0)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rank = np.arange(len(order)) - starts[image_s]
+
+    # Keyframes whose kept set or in-class order depends on the heap layout go to the exact path.
+    replay = np.zeros(len(counts), dtype=bool)
+    over = np.flatnonzero(counts > cap)
+    replay[over[score_s[starts[over] + cap - 1] == score_s[starts[over] + cap]]] = True
+    kept = order[(rank < cap) & ~replay[image_s]]
+    same_as_prev = (image[kept][1:] == image[kept][:-1]) & (det["score"][kept][1:] == det["score"][kept][:-1])
+    in_tie = np.zeros(len(kept), dtype=bool)
+    in_tie[1:] |= same_as_prev
+    in_tie[:-1] |= same_as_prev
+    tied = kept[in_tie]
+    tied = tied[np.lexsort((det["cls"][tied], det["score"][tied], image[tied]))]
+    duplicate = ((image[tied][1:] == image[tied][:-1]) & (det["score"][tied][1:] == det["score"][tied][:-1])
+                 & (det["cls"][tied][1:] == det["cls"][tied][:-1]))
+    replay[image[tied][1:][duplicate]] = True
+
+    kept = kept[~replay[image[kept]]]
+    box = det["box"][kept]
+    kept = kept[(box[:, 0] < box[:, 2]) & (box[:, 1] < box[:, 3])]
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = rank
+    fast = {"image": image[kept], "position": position[kept], "cls": det["cls"][kept],
+            "score": det["score"][kept]}
+
+    gt_group, gt_box, gt_order = _sorted_gt_groups(gt, num_classes)
+    fast["tp"], ambiguous = _greedy_match(det["key"][kept] * (num_classes + 1) + fast["cls"],
+                                          det["box"][kept], gt_group, gt_box)
+    replay[fast["image"][ambiguous]] = True
+    fast = {name: values[~replay[fast["image"]]] for name, values in fast.items()}
+
+    exact = [_evaluate_keyframe_exactly(
+                image_id,
+                np.sort(order[starts[image_id]:starts[image_id] + counts[image_id]]),
+                det, gt, gt_order, gt_group, num_classes)
+             for image_id in np.flatnonzero(replay)]
+    return {name: np.concatenate([fast[name]] + [e[name] for e in exact]) for name in fast}
+
+
+def _sorted_gt_groups(gt: dict, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GT sorted by (keyframe, class, descending person-id score, file order) with group keys."""
+    gt_order = np.lexsort((np.arange(len(gt["key"])), -gt["score"], gt["cls"], gt["key"]))
+    group = gt["key"][gt_order] * (num_classes + 1) + gt["cls"][gt_order]
+    return group, gt["box"][gt_order], gt_order
+
+
+def _greedy_match(det_group: np.ndarray, det_box: np.ndarray, gt_group: np.ndarray,
+                  gt_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Official greedy matching for detections listed in evaluation order.
+
+    Returns the TP labels and a mask of detections whose max IoU (>= threshold) is shared by
+    ground-truth boxes that differ, where the official pick depends on the GT list order.
+    """
+    first = np.searchsorted(gt_group, det_group, side="left")
+    count = np.searchsorted(gt_group, det_group, side="right") - first
+    tp = np.zeros(len(det_group), dtype=bool)
+    ambiguous = np.zeros(len(det_group), dtype=bool)
+    has_gt = np.flatnonzero(count > 0)
+    if has_gt.size == 0:
+        return tp, ambiguous
+    seg_len = count[has_gt]
+    seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
+    pair_det = np.repeat(has_gt, seg_len)
+    local = np.arange(seg_len.sum()) - np.repeat(seg_start, seg_len)
+    pair_gt = first[pair_det] + local
+    iou = _pairwise_iou(det_box[pair_det], gt_box[pair_gt])
+
+    has_nan = np.logical_or.reduceat(np.isnan(iou), seg_start)  # argmax would pick the NaN: FP
+    best = np.fmax.reduceat(iou, seg_start)
+    is_best = iou == np.repeat(best, seg_len)
+    best_local = np.minimum.reduceat(np.where(is_best, local, np.iinfo(np.int64).max), seg_start)
+    best_gt = first[has_gt] + best_local
+    differs = is_best & (gt_box[pair_gt] != gt_box[np.repeat(best_gt, seg_len)]).any(axis=1)
+    qualifies = (best >= IOU_THRESHOLD) & ~has_nan
+    ambiguous[has_gt] = qualifies & np.logical_or.reduceat(differs, seg_start)
+
+    candidates = has_gt[qualifies]
+    _, first_claim = np.unique(best_gt[qualifies], return_index=True)
+    tp[candidates[first_claim]] = True
+    return tp, ambiguous
+
+
+def _pairwise_iou(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of [y1, x1, y2, x2] boxes, same operation order as the official np_box_ops."""
+    heights = np.maximum(0.0, np.minimum(box1[:, 2], box2[:, 2]) - np.maximum(box1[:, 0], box2[:, 0]))
+    widths = np.maximum(0.0, np.minimum(box1[:, 3], box2[:, 3]) - np.maximum(box1[:, 1], box2[:, 1]))
+    intersection = heights * widths
+    area1 = (box1[:, 2] - box1[:, 0]) * (box1[:, 3] - box1[:, 1])
+    area2 = (box2[:, 2] - box2[:, 0]) * (box2[:, 3] - box2[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return intersection / (area1 + area2 - intersection)
+
+
+def _heap_listing(entries: list[tuple], capacity: int) -> list[tuple]:
+    """Official per-keyframe reader: capped min-heap, then a stable sort by descending score."""
+    heap: list[tuple] = []
+    for entry in entries:
+        if capacity < 1 or len(heap) < capacity:
+            heapq.heappush(heap, entry)
+        elif entry[0] > heap[0][0]:
+            heapq.heapreplace(heap, entry)
+    return sorted(heap, key=lambda e: -e[0])
+
+
+def _evaluate_keyframe_exactly(image_id: int, det_rows: np.ndarray, det: dict, gt: dict,
+                               gt_order: np.ndarray, gt_group: np.ndarray, num_classes: int) -> dict:
+    """Replay the official reader and matcher on one keyframe (rows given in file order)."""
+    def entries(rows: np.ndarray, source: dict) -> list[tuple]:
+        return list(zip(source["score"][rows].tolist(), source["cls"][rows].tolist(),
+                        *source["box"][rows].T.tolist()))
+
+    key = int(det["key"][det_rows[0]])
+    lo, hi = np.searchsorted(gt_group, [key * (num_classes + 1), (key + 1) * (num_classes + 1)])
+    listed = _heap_listing(entries(det_rows, det), MAX_DETECTIONS_PER_KEYFRAME)
+    gt_listed = _heap_listing(entries(np.sort(gt_order[lo:hi]), gt), 0)
+    det_cls = np.array([e[1] for e in listed], dtype=np.int64)
+    det_box = np.array([e[2:] for e in listed], dtype=np.float64).reshape(-1, 4)
+    gt_cls = np.array([e[1] for e in gt_listed], dtype=np.int64)
+    gt_box = np.array([e[2:] for e in gt_listed], dtype=np.float64).reshape(-1, 4)
+    valid = np.flatnonzero((det_box[:, 0] < det_box[:, 2]) & (det_box[:, 1] < det_box[:, 3]))
+    tp = np.zeros(len(listed), dtype=bool)
+    for class_id in np.unique(det_cls[valid]):
+        dets = valid[det_cls[valid] == class_id]
+        gts = np.flatnonzero(gt_cls == class_id)
+        taken = np.zeros(len(gts), dtype=bool)
+        for d in dets:
+            if gts.size == 0:
+                break
+            iou = _pairwise_iou(np.repeat(det_box[d:d + 1], len(gts), axis=0), gt_box[gts])
+            j = int(np.argmax(iou))
+            if iou[j] >= IOU_THRESHOLD and not taken[j]:
+                tp[d] = taken[j] = True
+    return {"image": np.full(len(valid), image_id, dtype=np.int64), "position": valid,
+            "cls": det_cls[valid], "score": np.array([listed[i][0] for i in valid], dtype=np.float64),
+            "tp": tp[valid]}
+
+
+def _average_precisions(labelled: dict, num_gt: np.ndarray) -> np.ndarray:
+    """Per-class VOC AP, NaN where a class has no ground truth (index = class id)."""
+    ap = np.full(len(num_gt), np.nan)
+    order = np.lexsort((labelled["position"], labelled["image"], labelled["cls"]))
+    cls, score, tp = labelled["cls"][order], labelled["score"][order], labelled["tp"][order]
+    bounds = np.searchsorted(cls, np.arange(len(num_gt) + 1))
+    for class_id in np.flatnonzero(num_gt > 0):
+        segment = slice(bounds[class_id], bounds[class_id + 1])
+        ap[class_id] = _voc_ap(score[segment], tp[segment], int(num_gt[class_id]))
+    return ap
+
+
+def _voc_ap(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
+    if scores.size == 0:
+        return 0.0
+    hits = tp[np.argsort(scores)[::-1]].astype(int)  # argsort kind and reversal as official
+    cum_tp = np.cumsum(hits)
+    cum_fp = np.cumsum(1 - hits)
+    precision = np.concatenate([[0.0], cum_tp.astype(float) / (cum_tp + cum_fp), [0.0]])
+    recall = np.concatenate([[0.0], cum_tp.astype(float) / num_gt, [1.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
