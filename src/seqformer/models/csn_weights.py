@@ -86,7 +86,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
     _ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
                 ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
-                ("collections", "OrderedDict")}
+                ("collections", "OrderedDict"), ("_codecs", "encode")}  # protocol-2 bytes
 
     def find_class(self, module: str, name: str):
         if module.startswith("numpy.core"):  # pickles written by numpy < 2
