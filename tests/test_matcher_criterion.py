@@ -51,10 +51,6 @@ def vis_target(labels: list[int], boxes: torch.Tensor, masks: torch.Tensor | Non
     return target
 
 
-def cxcywh(*values: float) -> list[float]:
-    return list(values)
-
-
 # ----------------------------------------------------------------------------- shared pieces
 def test_focal_and_dice_match_hand_formulas() -> None:
     x = torch.tensor([[0.3, -1.2, 2.0, -0.1]], dtype=torch.float64)
