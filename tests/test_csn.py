@@ -214,7 +214,8 @@ def test_frozen_stages_semantics():
         groups = {"stem": [m.conv1, m.bn1]} | {f"layer{i}": [getattr(m, f"layer{i}")] for i in range(1, 5)}
         return {g: all(p.requires_grad for mod in mods for p in mod.parameters()) for g, mods in groups.items()}
 
-    assert trainable(IrCSN(50, frozen_stages=-1)) == dict.fromkeys(["stem", "layer1", "layer2", "layer3", "layer4"], True)
+    groups = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert trainable(IrCSN(50, frozen_stages=-1)) == dict.fromkeys(groups, True)
     assert trainable(IrCSN(50, frozen_stages=0)) == {"stem": False, "layer1": True, "layer2": True, "layer3": True,
                                                     "layer4": True}
     # the fork's tune_point 4: stem, layer1 and layer2 frozen

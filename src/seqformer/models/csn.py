@@ -86,7 +86,8 @@ class IrCSN(nn.Module):
             (stem + layer1 + layer2); ``tune_point = frozen_stages + 2`` in general.
         norm_eval: keep the BatchNorms of frozen stages in eval mode during training.  The fork does not
             (``False``): its frozen BNs keep updating their running statistics in train mode.
-        out_layers: which stage outputs ``forward`` returns; later stages are not computed.
+        out_layers: which stage outputs ``forward`` returns.  Later stages are not computed but keep their
+            parameters (checkpoint keys stay complete; DDP then needs ``find_unused_parameters``).
     """
 
     def __init__(self, depth: int = 50, temporal_strides: Sequence[int] = (1, 1, 1, 1), last_stride: bool = False,
@@ -205,7 +206,7 @@ class Backbone3D(nn.Module):
         levels = []
         for x in self.body(clips).values():
             t_l, size = x.shape[2], x.shape[-2:]
-            level_mask = interpolate_mask(mask, tuple(size)).unsqueeze(1).expand(-1, t_l, -1, -1)
+            level_mask = interpolate_mask(mask, tuple(size)).unsqueeze(1).expand(-1, t_l, -1, -1).contiguous()
             levels.append((x.transpose(1, 2).contiguous(), level_mask))
         return levels
 
