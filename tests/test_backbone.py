@@ -237,7 +237,7 @@ def _randomised_torchvision_resnet50() -> nn.Module:
     return net
 
 
-@pytest.mark.parametrize("wrapper", ["plain", "model", "state_dict", "safetensors"])
+@pytest.mark.parametrize("wrapper", ["plain", "model", "state_dict", "safetensors", "seqformer_checkpoint"])
 def test_resnet_weights_round_trip(tmp_path, wrapper):
     net = _randomised_torchvision_resnet50()
     state = net.state_dict()  # includes fc.* and num_batches_tracked
@@ -246,8 +246,15 @@ def test_resnet_weights_round_trip(tmp_path, wrapper):
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    elif wrapper == "seqformer_checkpoint":  # a full model checkpoint: only its backbone body is taken
+        model_state = {f"detr.backbone.0.body.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+        model_state["detr.transformer.level_embed"] = torch.zeros(4, 256)
+        torch.save({"model": model_state, "optimizer": {}, "epoch": 11}, path)
     else:
         torch.save(state if wrapper == "plain" else {wrapper: state, "epoch": 3}, path)
+    if wrapper == "plain":
+        joined = build_backbone("resnet50", weights_path=path)
+        assert torch.equal(joined[0].body.layer4[2].bn3.running_var, state["layer4.2.bn3.running_var"])
     backbone = Backbone2D("resnet50").eval()
     report = load_backbone_weights(backbone, path)
     assert report.missing == [] and report.unexpected == []

@@ -130,14 +130,16 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         bias = bias.view(n, n, self.num_heads).permute(2, 0, 1).to(q.dtype)  # [heads, N, N]
         if shift_mask is None:
-            attn_bias = bias.unsqueeze(0)
+            attn_bias = bias
         else:
+            # Group windows per image ([B, nW, heads, N, d]) so the [nW, heads, N, N] bias broadcasts over the
+            # batch instead of being materialised B times.
             nw = shift_mask.shape[0]
-            attn_bias = (bias.unsqueeze(0) + shift_mask.to(q.dtype).unsqueeze(1))  # [nW, heads, N, N]
-            attn_bias = attn_bias.unsqueeze(0).expand(bw // nw, -1, -1, -1, -1).reshape(bw, self.num_heads, n, n)
+            q, k, v = (t.reshape(bw // nw, nw, self.num_heads, n, -1) for t in (q, k, v))
+            attn_bias = bias.unsqueeze(0) + shift_mask.to(q.dtype).unsqueeze(1)
         drop = self.attn_drop if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(bw, n, c)))
+        return self.proj_drop(self.proj(out.reshape(bw, self.num_heads, n, -1).transpose(1, 2).reshape(bw, n, c)))
 
 
 class SwinTransformerBlock(nn.Module):
