@@ -65,7 +65,7 @@ class LossConfig:
     actor_loss_coef: float = 2.0
     focal_alpha: float = 0.25
     action_loss: str = "bce"  # bce | focal (AVA multi-label action scores)
-    positive_weight: float = 1.0  # extra weight of matched queries in the AVA action loss
+    positive_weight: float = 1.0  # weight of positive labels (y=1) in the AVA action loss (BCE pos_weight)
 
 
 @dataclass
