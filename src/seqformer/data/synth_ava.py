@@ -86,7 +86,7 @@ def generate_synth_ava(out_dir: str | Path, cfg: SynthAvaConfig = SynthAvaConfig
             frames, video_rows = _render_video(video_id, cfg, rng)
             _write_frames(frames_root, video_id, frames, cfg.jpeg_quality)
             if cfg.write_videos:
-                _write_video(out / "videos" / f"{video_id}.mp4", frames, cfg.fps)
+                _write_video(out / "videos" / f"{video_id}.mp4", frames, cfg.fps, cfg.start_second)
             videos[video_id] = VideoInfo(len(frames), cfg.height, cfg.width)
             rows[split].extend(video_rows)
     write_frames_index(frames_root, FramesIndex(cfg.fps, cfg.start_second, videos))
@@ -256,7 +256,8 @@ def _write_frames(root: Path, video_id: str, frames: np.ndarray, quality: int) -
         Image.fromarray(frame).save(root / FRAME_PATTERN.format(video_id=video_id, frame=i + 1), quality=quality)
 
 
-def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:
+def _write_video(path: Path, frames: np.ndarray, fps: int, start_second: int) -> None:
+    """Like a raw AVA video, the file starts at 0 s: ``start_second`` of still lead-in, then the clip."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +265,8 @@ def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:
         stream = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        for frame in frames:
+        lead_in = [frames[0]] * (start_second * fps)
+        for frame in [*lead_in, *frames]:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
 
