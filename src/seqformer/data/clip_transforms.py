@@ -96,7 +96,9 @@ def resize(frames: Frames, target: Target | None, short: int, max_size: int | No
     masks = target["masks"]
     if masks.numel():
         n, t = masks.shape[:2]
-        flat = F.interpolate(masks.reshape(n * t, 1, h, w).float(), size=(oh, ow), mode="nearest")
+        # "nearest-exact" samples pixel centres like PIL's image resize; the original's "nearest" (floor
+        # indexing) shifts masks by up to one output pixel against the image and the scaled boxes.
+        flat = F.interpolate(masks.reshape(n * t, 1, h, w).float(), size=(oh, ow), mode="nearest-exact")
         target["masks"] = flat.reshape(n, t, oh, ow) > 0.5
     else:
         target["masks"] = masks.new_zeros((*masks.shape[:2], oh, ow))

@@ -8,8 +8,9 @@ release: ``<out>/{train,valid}/JPEGImages/<video>/<frame>.jpg`` and
 ``<out>/annotations/instances_{train,valid}_sub.json`` (the valid file keeps ground truth).
 
 Masks are rasterised with pycocotools' polygon rasteriser, so a frame stored as a polygon decodes exactly to the
-rendered mask.  Train annotations mix polygons (shapes that are fully visible in that frame), uncompressed RLE
-(list counts) and compressed RLE (string counts); valid annotations use compressed RLE.  Every video uses its
+rendered mask.  Train annotations cycle frame by frame through polygon (used when the shape is fully visible and
+has no hole, else compressed RLE), uncompressed RLE (list counts) and compressed RLE (string counts); valid
+annotations use compressed RLE.  Every video uses its
 own ``numpy`` generator seeded by ``(seed, split, index)``, so the output is a pure function of the arguments.
 """
 from __future__ import annotations
@@ -184,9 +185,8 @@ def _write_split(out: Path, split: str, num_videos: int, frames: int, h: int, w:
         for obj in objects:
             if all(m is None for m in obj["visible"]):
                 continue
-            mode = modes[int(rng.integers(len(modes)))]
             segs, boxes, areas = [], [], []
-            for mask, shape, poly in zip(obj["visible"], obj["shape"], obj["polygon"]):
+            for t, (mask, shape, poly) in enumerate(zip(obj["visible"], obj["shape"], obj["polygon"])):
                 if mask is None:
                     segs.append(None)
                     boxes.append(None)
@@ -195,7 +195,7 @@ def _write_split(out: Path, split: str, num_videos: int, frames: int, h: int, w:
                 rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
                 boxes.append([int(cols[0]), int(rows[0]), int(cols[-1] + 1 - cols[0]), int(rows[-1] + 1 - rows[0])])
                 areas.append(int(mask.sum()))
-                segs.append(_encode_frame(mask, shape, poly, mode))
+                segs.append(_encode_frame(mask, shape, poly, modes[(len(annotations) + t) % len(modes)]))
             annotations.append({"id": len(annotations) + 1, "video_id": video_id, "category_id": obj["category"],
                                 "iscrowd": 0,
                                 "segmentations": segs, "bboxes": boxes, "areas": areas})

@@ -87,8 +87,13 @@ def check_segmentation(seg: Segmentation, height: int, width: int) -> None:
         raise ValueError(f"segmentation must be null, an RLE dict or a polygon list, got {type(seg).__name__}")
 
 
-def decode_segmentation(seg: Segmentation, height: int, width: int) -> np.ndarray:
-    """Binary ``uint8 [H, W]`` mask of one frame's segmentation (zeros for null); polygons are unioned."""
+def decode_segmentation(seg: Segmentation, height: int, width: int, validate: bool = True) -> np.ndarray:
+    """Binary ``uint8 [H, W]`` mask of one frame's segmentation (zeros for null); polygons are unioned.
+
+    ``validate=False`` skips :func:`check_segmentation` for input already validated at load time.
+    """
+    if validate:
+        check_segmentation(seg, height, width)
     if seg is None:
         return np.zeros((height, width), dtype=np.uint8)
     if isinstance(seg, list):
@@ -137,7 +142,7 @@ class YTVISAnnotations:
         """Decode one frame of an annotation, re-raising pycocotools errors with file/video/annotation ids."""
         video = self.videos_by_id[ann["video_id"]]
         try:
-            return decode_segmentation(ann["segmentations"][frame], video["height"], video["width"])
+            return decode_segmentation(ann["segmentations"][frame], video["height"], video["width"], validate=False)
         except Exception as err:  # pycocotools raises bare Exception/TypeError for bad input
             raise YTVISFormatError(f"{self.path}: video {video['id']} annotation {ann['id']} frame {frame}: "
                                    f"cannot decode segmentation: {err}") from err
