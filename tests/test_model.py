@@ -144,3 +144,20 @@ def test_batch_is_not_mixed_across_clips():
     alone = model.inference(pad_clips([b], 32))
     torch.testing.assert_close(both["pred_logits"][1], alone["pred_logits"][0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(both["pred_masks"][1], alone["pred_masks"][0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strides", [[1, 1, 1, 1], [1, 2, 2, 2]])
+def test_action_model_csn_shapes_and_batch_independence(strides):
+    torch.manual_seed(0)
+    cfg = _tiny_cfg(**{"model.task": "ava", "model.backbone": "csn50", "model.masks": "false",
+                       "model.csn_temporal_strides": str(strides), "model.num_frames": 8})
+    model = build_model(cfg).eval()
+    a, b = torch.randn(8, 3, 64, 96), torch.randn(8, 3, 64, 96)
+    with torch.no_grad():
+        both = model(pad_clips([a, b]))
+        alone = model(pad_clips([b]))
+    assert both["pred_logits"].shape == (2, 12, 5)
+    assert both["pred_actor"].shape == (2, 12, 1)
+    assert both["pred_boxes"].shape == (2, 8, 12, 4)  # one box per input frame, whatever the stride
+    torch.testing.assert_close(both["pred_boxes"][1], alone["pred_boxes"][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both["pred_actor"][1], alone["pred_actor"][0], atol=1e-5, rtol=1e-4)
