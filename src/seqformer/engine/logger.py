@@ -1,0 +1,123 @@
+"""Training logs: a JSON-lines file, TensorBoard scalars and a matplotlib summary plot.
+
+``log.jsonl`` holds one object per line with ``"type": "iter"`` (every ``train.log_every``
+iterations: epoch, iter, step, loss terms, lr) or ``"type": "epoch"`` (mean train losses,
+learning rates, validation metrics, wall time).  Only rank 0 writes; the file is appended to, so
+a resumed run continues the same log (the plot keeps the last record of a repeated step).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class RunLogger:
+    """Writes ``log.jsonl`` and TensorBoard events under ``output_dir``; a no-op when not ``enabled``."""
+
+    def __init__(self, output_dir: str | Path, enabled: bool, tensorboard: bool = True,
+                 purge_step: int | None = None):
+        self.enabled = enabled
+        self._file = None
+        self._tb = None
+        if not enabled:
+            return
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(output_dir / "log.jsonl", "a", buffering=1)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(output_dir / "tensorboard"), purge_step=purge_step)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        assert self._file is not None
+        self._file.write(json.dumps(record) + "\n")
+
+    def log_iter(self, record: dict[str, Any]) -> None:
+        """``record`` needs ``step``; every other numeric value becomes the scalar ``train/<key>``."""
+        if not self.enabled:
+            return
+        self._write({"type": "iter", **record})
+        if self._tb is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch", "iter") and isinstance(value, (int, float)):
+                    self._tb.add_scalar(f"train/{key}", value, record["step"])
+
+    def log_epoch(self, record: dict[str, Any], step: int) -> None:
+        """``record`` needs ``epoch``; numeric values become ``epoch/<key>`` scalars at iteration ``step``
+        (one step axis for all scalars, so ``purge_step`` on resume drops stale events of both kinds)."""
+        if not self.enabled:
+            return
+        self._write({"type": "epoch", **record})
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"epoch/{key}", value, step)
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_log(log_jsonl: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(iteration records, epoch records)``, deduplicated by step / epoch keeping the last one."""
+    iters: dict[int, dict[str, Any]] = {}
+    epochs: dict[int, dict[str, Any]] = {}
+    with open(log_jsonl) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{log_jsonl}:{lineno}: not a JSON line ({e.msg})") from None
+            if record.get("type") == "iter":
+                iters[int(record["step"])] = record
+            elif record.get("type") == "epoch":
+                epochs[int(record["epoch"])] = record
+    return [iters[k] for k in sorted(iters)], [epochs[k] for k in sorted(epochs)]
+
+
+def plot_training_curves(log_jsonl: str, out_png: str) -> None:
+    """Plot the training loss per iteration and the per-epoch validation metrics to ``out_png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    iters, epochs = read_log(log_jsonl)
+    if not iters and not epochs:
+        raise ValueError(f"{log_jsonl}: no training records to plot")
+    fig = Figure(figsize=(11, 4))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_val = fig.subplots(1, 2)
+    loss_keys = sorted({k for r in iters for k, v in r.items()
+                        if k.startswith("loss") and isinstance(v, (int, float))})
+    for key in loss_keys:
+        points = [(r["step"], r[key]) for r in iters if key in r and math.isfinite(r[key])]
+        if points:
+            steps, values = zip(*points)
+            ax_loss.plot(steps, values, lw=2.0 if key == "loss" else 0.8, label=key)
+    ax_loss.set_xlabel("iteration")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_title("training losses")
+    if loss_keys:
+        ax_loss.legend(fontsize="x-small")
+    val_keys = sorted({k for r in epochs for k, v in r.items() if k.startswith("val_") and isinstance(v, (int, float))})
+    for key in val_keys:
+        points = [(r["epoch"], r[key]) for r in epochs if key in r]
+        ax_val.plot(*zip(*points), marker="o", label=key[len("val_"):])
+    if val_keys:
+        ax_val.legend(fontsize="x-small")
+        ax_val.set_title("validation metrics")
+    else:
+        ax_val.set_title("no validation metrics logged")
+    ax_val.set_xlabel("epoch")
+    fig.tight_layout()
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
