@@ -31,6 +31,10 @@ def build_model_backbone(cfg: Config) -> tuple[nn.Module, bool]:
             hidden_dim=m.hidden_dim,
         )
         return joiner, True
+    if name == "tiny":
+        from .tiny_backbone import build_tiny_backbone
+
+        return build_tiny_backbone(m.position_embedding, m.hidden_dim), False
     joiner = build_backbone(
         m.backbone,
         train_backbone=train_backbone,

@@ -1,0 +1,1 @@
+"""Task definitions (model + loss + data + evaluation) plugged into the shared training engine."""
