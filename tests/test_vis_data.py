@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from seqformer.cli import main as cli_main
-from seqformer.data.clip_transforms import (Check, Compose, PhotometricDistort, RandomSizeCrop, ToTensorNormalize,
-                                            build_train_transforms, crop, hflip, resize)
+from seqformer.data.clip_transforms import (Check, Compose, PhotometricDistort, ToTensorNormalize, build_train_transforms,
+                                            crop, hflip, resize)
 from seqformer.data.coco_video import COCOPseudoVideoDataset, build_joint_dataset, masks_to_xyxy
 from seqformer.data.collate import collate_clips
 from seqformer.data.synth_vis import generate_synthetic_vis

@@ -20,7 +20,7 @@ from PIL import Image
 from scipy.ndimage import convolve
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from seqformer.data.clip_transforms import ClipTransform
+from seqformer.data.clip_transforms import ClipTransform, ToTensorNormalize
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.ytvis_format import YTVISFormatError, decode_segmentation
 
@@ -126,6 +126,8 @@ class COCOPseudoVideoDataset(Dataset):
     (``num_skipped_images``).  ``video_id`` is the COCO image id and ``frame_ids[t]`` says which copy frame t is
     (0 = the unaugmented image).  A clip with 0 or more than ``max_instances`` instances after augmentation is
     redrawn ``max_retries`` times, then the next image is tried (``num_resampled`` counts failed draws).
+    ``transforms`` must end with ``ToTensorNormalize`` (the default when None); use
+    ``build_train_transforms(photometric=False)`` for the original recipe.
     """
 
     def __init__(self, img_dir: str | Path, ann_file: str | Path, transforms: ClipTransform | None = None,
@@ -154,7 +156,8 @@ class COCOPseudoVideoDataset(Dataset):
             self.anns_by_image.setdefault(ann["image_id"], []).append(ann)
         self.ids = sorted(self.anns_by_image)
         self.num_skipped_images = len(self.images) - len(self.ids)
-        self.transforms, self.num_frames, self.category_map = transforms, num_frames, category_map
+        self.transforms = transforms if transforms is not None else ToTensorNormalize()
+        self.num_frames, self.category_map = num_frames, category_map
         self.max_instances, self.max_retries = max_instances, max_retries
         self.rng = rng
         self.augmenter = augmenter or ImageToClipAugmenter(rng=rng)
@@ -215,8 +218,7 @@ class COCOPseudoVideoDataset(Dataset):
             image_id = self.ids[(idx + hop) % len(self.ids)]
             for _ in range(self.max_retries):
                 frames, target = self.make_clip(image_id)
-                if self.transforms is not None:
-                    frames, target = self.transforms(frames, target)
+                frames, target = self.transforms(frames, target)
                 if 0 < len(target["labels"]) <= self.max_instances:
                     target["boxes"] = target["boxes"].clamp(min=1e-6)
                     return frames, target

@@ -103,6 +103,7 @@ def build_clip_target(anns: YTVISAnnotations, video: dict, frames: list[int]) ->
 class YTVISDataset(Dataset):
     """Training clips: one item per (video, reference frame) pair, sampled with :func:`sample_clip_frames`.
 
+    ``transforms`` must end with ``ToTensorNormalize`` (the default when None: no augmentation).
     A clip left without instances by augmentation is redrawn: up to ``max_retries`` new draws of the same item,
     then the first frame of the next video that has annotations (deterministic fallback), and so on over all
     videos before giving up with an error.  Every failed draw increments ``num_resampled``.
@@ -115,7 +116,7 @@ class YTVISDataset(Dataset):
         self.ann_file = str(ann_file)
         self.anns = load_ytvis_json(ann_file, img_dir if check_images else None)
         self.num_frames = num_frames
-        self.transforms = transforms
+        self.transforms = transforms if transforms is not None else ToTensorNormalize()
         self.max_retries = max_retries
         self.rng = rng
         self.items = [(v, f) for v, video in enumerate(self.anns.videos) for f in range(len(video["file_names"]))]
@@ -142,8 +143,7 @@ class YTVISDataset(Dataset):
             return None
         length = len(self.anns.videos[v]["file_names"])
         frames, target = self.load_clip(v, sample_clip_frames(ref, length, self.num_frames, self.rng))
-        if self.transforms is not None:
-            frames, target = self.transforms(frames, target)
+        frames, target = self.transforms(frames, target)
         if len(target["labels"]) == 0:
             return None
         return frames, target
