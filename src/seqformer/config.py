@@ -109,7 +109,8 @@ class DataConfig:
     ava_video_dir: str | None = None  # decode clips straight from videos instead of frames
     ava_train_csv: str = "data/ava/annotations/ava_train_v2.2.csv"
     ava_val_csv: str = "data/ava/annotations/ava_val_v2.2.csv"
-    ava_labelmap: str = "data/ava/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+    ava_labelmap: str = "data/ava/annotations/ava_action_list_v2.2.pbtxt"  # training classes (80 for AVA)
+    ava_eval_labelmap: str | None = "data/ava/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"  # evaluated (60); None = ava_labelmap
     ava_exclusions: str | None = "data/ava/annotations/ava_val_excluded_timestamps_v2.2.csv"
     ava_fps: int = 30
     ava_start_second: int = 900  # first extracted second; keyframe S -> frame (S - start) * fps
@@ -143,7 +144,7 @@ class EvalConfig:
     null_score: float = 0.001
     max_frames_per_clip: int = 0  # 0 = whole video as one clip (original); else window length
     clip_overlap: int = 0
-    ava_topk_per_box: int = 0  # 0 = every class for every box
+    ava_detections_per_keyframe: int = 50  # highest-scoring (box, class) rows written per keyframe (official cap: 50)
 
 
 @dataclass
