@@ -206,3 +206,34 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
     assert saved == {"mAP": 1.0, "per_class": {"c1": 1.0, "c2": None, "c3": None}}
     png = tmp_path / "res" / "ava_per_class_ap.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_vectorised_cap_equals_heap_replay_on_boundary_ties():
+    # The closed-form kept set used for keyframes with a score tie at the 50th place must equal
+    # what the official capped heap keeps (compared as multisets of tuples).
+    import heapq
+
+    from seqformer.evaluation.ava_eval import _apply_heap_cap
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(150):
+        n, quantum = int(rng.integers(51, 200)), rng.choice([0.05, 0.1, 0.2])
+        score = np.round(rng.random(n) / quantum) * quantum
+        cls, box = rng.integers(1, 4, n), np.round(rng.random((n, 4)), 1)
+        order = np.argsort(-score, kind="stable")
+        if score[order][49] != score[order][50]:
+            continue
+        keep = np.arange(n) < 50
+        det = {"key": np.zeros(n, np.int64), "cls": cls, "score": score, "box": box}
+        _apply_heap_cap(keep, order, np.zeros(n, np.int64), score[order], np.array([0]), np.array([0]), det)
+        heap: list[tuple] = []
+        for r in range(n):
+            entry = (score[r], cls[r], *box[r])
+            if len(heap) < 50:
+                heapq.heappush(heap, entry)
+            elif entry[0] > heap[0][0]:
+                heapq.heapreplace(heap, entry)
+        assert sorted((score[r], cls[r], *box[r]) for r in order[keep]) == sorted(heap)
+        checked += 1
+    assert checked > 100

@@ -130,22 +130,12 @@ def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.nda
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     rank = np.arange(len(order)) - starts[image_s]
 
-    # Keyframes whose kept set or in-class order depends on the heap layout go to the exact path.
-    replay = np.zeros(len(counts), dtype=bool)
+    keep = rank < cap
     over = np.flatnonzero(counts > cap)
-    replay[over[score_s[starts[over] + cap - 1] == score_s[starts[over] + cap]]] = True
-    kept = order[(rank < cap) & ~replay[image_s]]
-    same_as_prev = (image[kept][1:] == image[kept][:-1]) & (det["score"][kept][1:] == det["score"][kept][:-1])
-    in_tie = np.zeros(len(kept), dtype=bool)
-    in_tie[1:] |= same_as_prev
-    in_tie[:-1] |= same_as_prev
-    tied = kept[in_tie]
-    tied = tied[np.lexsort((det["cls"][tied], det["score"][tied], image[tied]))]
-    duplicate = ((image[tied][1:] == image[tied][:-1]) & (det["score"][tied][1:] == det["score"][tied][:-1])
-                 & (det["cls"][tied][1:] == det["cls"][tied][:-1]))
-    replay[image[tied][1:][duplicate]] = True
-
-    kept = kept[~replay[image[kept]]]
+    boundary_tie = over[score_s[starts[over] + cap - 1] == score_s[starts[over] + cap]]
+    if boundary_tie.size:
+        _apply_heap_cap(keep, order, image_s, score_s, starts, boundary_tie, det)
+    kept = order[keep]
     box = det["box"][kept]
     kept = kept[(box[:, 0] < box[:, 2]) & (box[:, 1] < box[:, 3])]
     position = np.empty(len(order), dtype=np.int64)
@@ -154,9 +144,12 @@ def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.nda
             "score": det["score"][kept]}
 
     gt_group, gt_box, gt_order = _sorted_gt_groups(gt, num_classes)
-    fast["tp"], ambiguous = _greedy_match(det["key"][kept] * (num_classes + 1) + fast["cls"],
-                                          det["box"][kept], gt_group, gt_box)
+    fast["tp"], qualifies, ambiguous = _greedy_match(det["key"][kept] * (num_classes + 1) + fast["cls"],
+                                                     det["box"][kept], gt_group, gt_box)
+    # Keyframes whose result depends on the heap's array layout or the GT list order: replay them.
+    replay = np.zeros(len(counts), dtype=bool)
     replay[fast["image"][ambiguous]] = True
+    replay[_images_with_relevant_class_ties(fast, qualifies)] = True
     fast = {name: values[~replay[fast["image"]]] for name, values in fast.items()}
 
     exact = [_evaluate_keyframe_exactly(
@@ -167,6 +160,67 @@ def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.nda
     return {name: np.concatenate([fast[name]] + [e[name] for e in exact]) for name in fast}
 
 
+def _apply_heap_cap(keep: np.ndarray, order: np.ndarray, image_s: np.ndarray, score_s: np.ndarray,
+                    starts: np.ndarray, tie_images: np.ndarray, det: dict) -> None:
+    """Exact kept set of the official capped heap for keyframes with a score tie at the cap.
+
+    With S the cap-th highest score, A the rows scoring above S and B those scoring exactly S:
+    until the heap holds `cap` rows of A u B (at file row t) every A u B row enters and only
+    lower rows are evicted; afterwards B rows cannot enter (not strictly above the minimum S) and
+    each later A row evicts the smallest B tuple (action, y1, x1, y2, x2). So the kept set is A
+    plus the B rows up to t minus the k smallest of them, k = number of A rows after t.
+    """
+    cap = MAX_DETECTIONS_PER_KEYFRAME
+    in_tie_image = np.zeros(len(starts), dtype=bool)
+    in_tie_image[tie_images] = True
+    sel = np.flatnonzero(in_tie_image[image_s])
+    img = image_s[sel]
+    threshold = score_s[starts[img] + cap - 1]
+    above, equal = score_s[sel] > threshold, score_s[sel] == threshold
+    contenders = sel[above | equal]
+    img_c, row_c = image_s[contenders], order[contenders]
+    by_file = np.lexsort((row_c, img_c))
+    group_start = np.searchsorted(img_c[by_file], img_c[by_file], side="left")
+    cap_row = np.zeros(len(starts), dtype=np.int64)
+    reaches_cap = by_file[np.arange(len(by_file)) - group_start == cap - 1]
+    cap_row[img_c[reaches_cap]] = row_c[reaches_cap]
+
+    late_above = above & (order[sel] > cap_row[img])
+    evictions = np.bincount(img[late_above], minlength=len(starts))
+    early_equal = sel[equal & (order[sel] <= cap_row[img])]
+    rows = order[early_equal]
+    box, cls, eq_img = det["box"][rows], det["cls"][rows], image_s[early_equal]
+    by_tuple = np.lexsort((box[:, 3], box[:, 2], box[:, 1], box[:, 0], cls, eq_img))
+    tuple_rank = np.arange(len(by_tuple)) - np.searchsorted(eq_img[by_tuple], eq_img[by_tuple], side="left")
+    evicted = np.zeros(len(early_equal), dtype=bool)
+    evicted[by_tuple] = tuple_rank < evictions[eq_img[by_tuple]]
+
+    keep[sel] = above
+    keep[early_equal[~evicted]] = True
+
+
+def _images_with_relevant_class_ties(fast: dict, qualifies: np.ndarray) -> np.ndarray:
+    """Keyframes where equal-score detections of one class include one that can match a GT box.
+
+    Their relative order comes from the heap's array layout; it is irrelevant only when all of
+    them are false positives whatever the order (no GT box reaches the IoU threshold).
+    """
+    image, score = fast["image"], fast["score"]
+    same_as_prev = (image[1:] == image[:-1]) & (score[1:] == score[:-1])  # rows are in (image, -score)
+    in_run = np.zeros(len(image), dtype=bool)
+    in_run[1:] |= same_as_prev
+    in_run[:-1] |= same_as_prev
+    tied = np.flatnonzero(in_run)
+    tied = tied[np.lexsort((fast["cls"][tied], score[tied], image[tied]))]
+    new_group = np.ones(len(tied), dtype=bool)
+    new_group[1:] = ((image[tied][1:] != image[tied][:-1]) | (score[tied][1:] != score[tied][:-1])
+                     | (fast["cls"][tied][1:] != fast["cls"][tied][:-1]))
+    group = np.cumsum(new_group) - 1
+    size = np.bincount(group)
+    matchable = np.bincount(group, weights=qualifies[tied]) > 0
+    return image[tied][((size > 1) & matchable)[group]]
+
+
 def _sorted_gt_groups(gt: dict, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GT sorted by (keyframe, class, descending person-id score, file order) with group keys."""
     gt_order = np.lexsort((np.arange(len(gt["key"])), -gt["score"], gt["cls"], gt["key"]))
@@ -175,19 +229,21 @@ def _sorted_gt_groups(gt: dict, num_classes: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _greedy_match(det_group: np.ndarray, det_box: np.ndarray, gt_group: np.ndarray,
-                  gt_box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  gt_box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Official greedy matching for detections listed in evaluation order.
 
-    Returns the TP labels and a mask of detections whose max IoU (>= threshold) is shared by
-    ground-truth boxes that differ, where the official pick depends on the GT list order.
+    Returns the TP labels, whether each detection's max-IoU GT box reaches the threshold, and a
+    mask of detections whose max IoU (>= threshold) is shared by ground-truth boxes that differ,
+    where the official pick depends on the GT list order.
     """
     first = np.searchsorted(gt_group, det_group, side="left")
     count = np.searchsorted(gt_group, det_group, side="right") - first
     tp = np.zeros(len(det_group), dtype=bool)
     ambiguous = np.zeros(len(det_group), dtype=bool)
+    matchable = np.zeros(len(det_group), dtype=bool)
     has_gt = np.flatnonzero(count > 0)
     if has_gt.size == 0:
-        return tp, ambiguous
+        return tp, matchable, ambiguous
     seg_len = count[has_gt]
     seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
     pair_det = np.repeat(has_gt, seg_len)
@@ -203,11 +259,12 @@ def _greedy_match(det_group: np.ndarray, det_box: np.ndarray, gt_group: np.ndarr
     differs = is_best & (gt_box[pair_gt] != gt_box[np.repeat(best_gt, seg_len)]).any(axis=1)
     qualifies = (best >= IOU_THRESHOLD) & ~has_nan
     ambiguous[has_gt] = qualifies & np.logical_or.reduceat(differs, seg_start)
+    matchable[has_gt] = qualifies
 
     candidates = has_gt[qualifies]
     _, first_claim = np.unique(best_gt[qualifies], return_index=True)
     tp[candidates[first_claim]] = True
-    return tp, ambiguous
+    return tp, matchable, ambiguous
 
 
 def _pairwise_iou(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
