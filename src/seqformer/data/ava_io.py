@@ -173,10 +173,10 @@ def _check_values(path, kind: str, frame: pd.DataFrame) -> None:
             raise AvaFormatError(f"{path}:{row + 1}: {what}")
 
     fail(frame[0].isna().to_numpy(), "missing video id")
-    coords = frame[[2, 3, 4, 5]].to_numpy(np.float64)
-    fail(~np.isfinite(coords).all(axis=1), "non-finite box coordinate")
+    coords = [frame[c].to_numpy(np.float64) for c in (2, 3, 4, 5)]
+    fail(~np.logical_and.reduce([np.isfinite(c) for c in coords]), "non-finite box coordinate")
     lo, hi = -COORD_TOLERANCE, 1.0 + COORD_TOLERANCE
-    fail(((coords < lo) | (coords > hi)).any(axis=1),
+    fail(np.logical_or.reduce([(c < lo) | (c > hi) for c in coords]),
          f"box coordinate outside [0, 1] (tolerance {COORD_TOLERANCE}); coordinates must be normalised")
     last = frame[7].to_numpy(np.float64)
     fail(np.isinf(last), f"non-finite {'person id' if kind == 'gt' else 'score'}")

@@ -114,7 +114,7 @@ def _rows(frame: pd.DataFrame, keys: np.ndarray, whitelist: np.ndarray, excluded
         "key": keys[keep],
         "cls": cls[keep],
         "score": np.where(np.isnan(last), default_score, last),
-        "box": frame[[3, 2, 5, 4]].to_numpy(np.float64)[keep],
+        "box": np.stack([frame[c].to_numpy(np.float64)[keep] for c in (3, 2, 5, 4)], axis=1),
     }
 
 
