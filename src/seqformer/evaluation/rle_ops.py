@@ -41,11 +41,12 @@ def frame_to_rle(segmentation: object, height: int, width: int) -> dict | None:
         raise RLEFormatError(f"RLE size {size!r} differs from the video size [{height}, {width}]")
     counts = segmentation["counts"]
     if isinstance(counts, list):
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-            raise RLEFormatError("uncompressed RLE counts must be non-negative integers")
-        if sum(counts) != height * width:
-            raise RLEFormatError(f"uncompressed RLE counts sum to {sum(counts)}, expected {height * width}")
-        return mask_utils.frPyObjects(segmentation, height, width)
+        array = np.array(counts)
+        if array.ndim != 1 or (array.size and (array.dtype.kind not in "iu" or array.min() < 0)):
+            raise RLEFormatError("uncompressed RLE counts must be a list of non-negative integers")
+        if int(array.sum()) != height * width:
+            raise RLEFormatError(f"uncompressed RLE counts sum to {int(array.sum())}, expected {height * width}")
+        return mask_utils.frPyObjects({"size": size, "counts": array.astype(np.uint32)}, height, width)
     if isinstance(counts, (str, bytes)):
         raw = counts.encode("ascii", "replace") if isinstance(counts, str) else counts
         if raw.translate(None, _RLE_ALPHABET):

@@ -193,45 +193,61 @@ class _Detections:
                 self.skipped_unknown_category += 1
                 continue
             present = [t for t, s in enumerate(segs) if s]
-            self.frames += [segs[t] for t in present]
+            frames = [segs[t] for t in present]
+            if not self._sizes_match(frames, gt.video_size[vid]):
+                frames = [self._checked_frame(segs[t], gt.video_size[vid], f"{where} frame {t}") for t in present]
+            self.frames += frames
             self.frame_t += present
             frame_counts.append(len(present))
             self.ids.append(index + 1)
             self.video.append(vid)
             self.category.append(cat)
             scores.append(score)
-            self._check_frames(len(self.frames) - len(present), gt.video_size[vid], where)
         self.scores = np.array(scores, dtype=np.float64)
         self.frame_start = np.concatenate([[0], np.cumsum(frame_counts)]).astype(np.int64)
         self.frame_t_array = np.array(self.frame_t, dtype=np.int64)
-        self.frame_area = rle_areas(self.frames)
+        self.frame_area = self._frame_areas(name, gt.video_size)
         owner = np.repeat(np.arange(len(frame_counts)), frame_counts)
         self.area_sum = np.bincount(owner, weights=self.frame_area, minlength=len(frame_counts))
         nonzero = np.bincount(owner, weights=self.frame_area > 0, minlength=len(frame_counts))
         with np.errstate(invalid="ignore", divide="ignore"):
             self.avg_area = np.where(nonzero > 0, self.area_sum / nonzero, 0.0)
 
-    def _check_frames(self, start: int, size: list[int], where: str) -> None:
-        frames = self.frames
-        for j in range(start, len(frames)):
-            seg = frames[j]
-            if type(seg) is not dict or seg.get("size") != size:
-                t = self.frame_t[j]
-                if not isinstance(seg, dict) or "counts" not in seg:
-                    raise YTVISEvalError(f"{where} frame {t}: segmentation must be null or an RLE dict")
-                raise YTVISEvalError(f"{where} frame {t}: RLE size {seg.get('size')!r} differs from the "
-                                     f"video size {size}")
-            counts = seg.get("counts")
-            if type(counts) is not str:
-                if not (isinstance(counts, list) and all(isinstance(c, int) for c in counts)
-                        and sum(counts) == size[0] * size[1]):
-                    raise YTVISEvalError(f"{where} frame {self.frame_t[j]}: RLE counts must be a string "
-                                         "(or a list of integers summing to height*width)")
-                frames[j] = frame_to_rle(seg, size[0], size[1])
+    @staticmethod
+    def _sizes_match(frames: list, size: list[int]) -> bool:
+        """Fast path: every frame is a dict whose ``size`` is the video size (counts checked later)."""
+        try:
+            return [seg["size"] for seg in frames].count(size) == len(frames)
+        except (TypeError, KeyError, IndexError):
+            return False
 
+    @staticmethod
+    def _checked_frame(seg: object, size: list[int], where: str) -> dict:
+        if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
+            raise YTVISEvalError(f"{where}: segmentation must be null or an RLE dict with 'counts' and 'size'")
+        if seg["size"] != size:
+            raise YTVISEvalError(f"{where}: RLE size {seg['size']!r} differs from the video size {size}")
+        try:
+            return frame_to_rle(seg, size[0], size[1])
+        except (RLEFormatError, TypeError, ValueError) as err:
+            raise YTVISEvalError(f"{where}: {err}") from err
+
+    def _frame_areas(self, name: str, video_size: dict) -> np.ndarray:
+        """Areas of all detection frames; on a decoding failure re-check frame by frame for the culprit."""
+        try:
+            return rle_areas(self.frames)
+        except (TypeError, KeyError, ValueError):
+            pass
+        owner = np.repeat(np.arange(len(self.ids)), np.diff(self.frame_start))
+        for j, seg in enumerate(self.frames):
+            det = int(owner[j])
+            where = f"results {name}: result [{self.ids[det] - 1}] (video {self.video[det]!r}) frame {self.frame_t[j]}"
+            self.frames[j] = self._checked_frame(seg, video_size[self.video[det]], where)
+        return rle_areas(self.frames)
 
 def _video_ious(gt: _GroundTruth, dets: _Detections, gt_idx: list[int], det_idx: list[int], vid: object) -> np.ndarray:
     """[len(det_idx), len(gt_idx)] video IoUs: summed intersections over summed unions."""
+    inter = np.zeros((len(det_idx), len(gt_idx)), dtype=np.int64)
     starts, stops = dets.frame_start[det_idx], dets.frame_start[np.asarray(det_idx) + 1]
     lengths = stops - starts
     frame_idx = np.repeat(stops - np.cumsum(lengths), lengths) + np.arange(lengths.sum())
@@ -240,9 +256,8 @@ def _video_ious(gt: _GroundTruth, dets: _Detections, gt_idx: list[int], det_idx:
     order = np.argsort(times, kind="stable")
     frame_idx, local, times = frame_idx[order], local[order], times[order]
     bounds = np.flatnonzero(np.diff(times)) + 1
-    inter = np.zeros((len(det_idx), len(gt_idx)), dtype=np.int64)
     gt_rles = [gt.ann_rles[g] for g in gt_idx]
-    for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(times)]])):
+    for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(times)]])) if len(times) else ():
         t = int(times[lo])
         g_local = [j for j, rles in enumerate(gt_rles) if rles[t] is not None]
         if not g_local:
