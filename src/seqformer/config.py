@@ -142,8 +142,8 @@ class EvalConfig:
     topk: int = 10  # YouTube-VIS: detections per video (original inference.py)
     mask_threshold: float = 0.5
     null_score: float = 0.001
-    max_frames_per_clip: int = 0  # 0 = whole video as one clip (original); else window length
-    clip_overlap: int = 0
+    max_frames_per_clip: int = 64  # longer videos are split into linked overlapping clips (0 = never)
+    clip_overlap: int = 8
     ava_detections_per_keyframe: int = 50  # highest-scoring (box, class) rows written per keyframe (official cap: 50)
 
 

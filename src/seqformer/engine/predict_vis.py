@@ -21,6 +21,7 @@ import torchvision.transforms as T
 from PIL import Image, UnidentifiedImageError
 
 from ..utils.clip_batch import clip_batch_from_tensor
+from .long_video import predict_long_video
 
 
 class VideoInputError(ValueError):
@@ -52,11 +53,13 @@ def read_videos(annotations: str | Path) -> list[VideoEntry]:
     return videos
 
 
-def load_frames(image_dir: str | Path, video: VideoEntry, short_side: int = 360) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Normalised frames [T,3,h,w] resized as the original, and the original (H, W)."""
+def load_frames(image_dir: str | Path, video: VideoEntry, short_side: int = 360,
+                frames_range: range | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Normalised frames [T,3,h,w] (all, or ``frames_range``) resized as the original, and the original (H, W)."""
     transform = T.Compose([T.Resize(short_side), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     frames, size = [], None
-    for name in video.file_names:
+    names = video.file_names if frames_range is None else [video.file_names[i] for i in frames_range]
+    for name in names:
         path = Path(image_dir) / name
         try:
             with Image.open(path) as im:
@@ -82,6 +85,11 @@ def encode_frames(masks: np.ndarray) -> list[dict]:
     return list(rles)
 
 
+def video_name(video: VideoEntry) -> str:
+    """The folder of the first frame (``file_names[0][:10]`` in the original: the same for YouTube-VIS)."""
+    return video.file_names[0].split("/")[0]
+
+
 @torch.no_grad()
 def predict_video(model, frames: torch.Tensor, orig_size: tuple[int, int], video: VideoEntry, topk: int = 10,
                   mask_threshold: float = 0.5, null_score: float = 0.001) -> list[dict]:
@@ -98,7 +106,6 @@ def predict_video(model, frames: torch.Tensor, orig_size: tuple[int, int], video
     queries = torch.tensor(list(hits), dtype=torch.long, device=frames.device)
     sizes = torch.tensor([frames.shape[-2:]], device=frames.device)
     masks = model.render_masks(heads, len(heads.logits) - 1, [queries], sizes)[0]  # [n, T, h, w]
-    video_name = video.file_names[0].split("/")[0]
     results = []
     for i, query in enumerate(hits):
         up = F.interpolate(masks[i][:, None], orig_size, mode="bilinear")
@@ -113,13 +120,24 @@ def predict_video(model, frames: torch.Tensor, orig_size: tuple[int, int], video
             else:
                 rles = rles if rles is not None else encode_frames(binary)
                 segmentations = rles
-            results.append({"video_id": video.id, "video_name": video_name, "score": score,
+            results.append({"video_id": video.id, "video_name": video_name(video), "score": score,
                             "category_id": int(cls), "segmentations": segmentations})
     return results
 
 
 def iter_predictions(model, image_dir: str | Path, videos: list[VideoEntry], device: torch.device,
-                     short_side: int = 360, **kwargs) -> Iterator[list[dict]]:
+                     short_side: int = 360, max_frames_per_clip: int = 0, clip_overlap: int = 0,
+                     **kwargs) -> Iterator[list[dict]]:
+    """Results per video: the original whole-video path up to ``max_frames_per_clip`` frames (0 = no
+    limit), linked overlapping clips above it (:mod:`seqformer.engine.long_video`)."""
     for video in videos:
-        frames, size = load_frames(image_dir, video, short_side)
-        yield predict_video(model, frames.to(device), size, video, **kwargs)
+        if 0 < max_frames_per_clip < len(video.file_names):
+            def load_clip(frames_range: range, video: VideoEntry = video) -> tuple[torch.Tensor, tuple[int, int]]:
+                clip, size = load_frames(image_dir, video, short_side, frames_range)
+                return clip.to(device), size
+
+            yield predict_long_video(model, load_clip, len(video.file_names), video.id, video_name(video),
+                                     max_frames_per_clip, clip_overlap, **kwargs)
+        else:
+            frames, size = load_frames(image_dir, video, short_side)
+            yield predict_video(model, frames.to(device), size, video, **kwargs)

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     videos = read_videos(args.annotations)
     results: list[dict] = []
     preds = iter_predictions(model, args.images, videos, device, short_side=cfg.data.val_short_side,
-                             topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold, null_score=cfg.eval.null_score)
+                             topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold, null_score=cfg.eval.null_score,
+                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap)
     for entries in tqdm(preds, total=len(videos), desc="videos", unit="video"):
         results.extend(entries)
     out = Path(args.out)
