@@ -237,3 +237,10 @@ def test_vectorised_cap_equals_heap_replay_on_boundary_ties():
         assert sorted((score[r], cls[r], *box[r]) for r in order[keep]) == sorted(heap)
         checked += 1
     assert checked > 100
+
+
+def test_empty_detection_and_gt_files(tmp_path):
+    result = _evaluate(tmp_path, [f"v,0902,{FULL},1"], [])
+    assert result["per_class"]["c1"] == 0.0 and result["mAP"] == 0.0
+    result = _evaluate(tmp_path, [], [f"v,0902,{FULL},1,0.9"])
+    assert all(math.isnan(ap) for ap in result["per_class"].values()) and math.isnan(result["mAP"])
