@@ -85,8 +85,13 @@ def read_log(log_jsonl: str | Path) -> tuple[list[dict[str, Any]], list[dict[str
     return [iters[k] for k in sorted(iters)], [epochs[k] for k in sorted(epochs)]
 
 
-def plot_training_curves(log_jsonl: str, out_png: str) -> None:
-    """Plot the training loss per iteration and the per-epoch validation metrics to ``out_png``."""
+def plot_training_curves(log_jsonl: str, out_png: str, metrics: list[str] | None = None) -> None:
+    """Plot training losses per iteration and validation metrics per epoch from ``log_jsonl`` to ``out_png``.
+
+    Auxiliary-layer terms (``loss_ce_0`` ...) are left out to keep the plot readable; ``metrics``
+    selects validation metrics (default: every one with a value >= 0, since COCO-style evaluators
+    report -1 for "not applicable").
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -96,27 +101,28 @@ def plot_training_curves(log_jsonl: str, out_png: str) -> None:
     fig = Figure(figsize=(11, 4))
     FigureCanvasAgg(fig)
     ax_loss, ax_val = fig.subplots(1, 2)
-    loss_keys = sorted({k for r in iters for k, v in r.items()
-                        if k.startswith("loss") and isinstance(v, (int, float))})
+    loss_keys = sorted({k for r in iters for k, v in r.items() if k.startswith("loss")
+                        and not k.rsplit("_", 1)[-1].isdigit() and isinstance(v, (int, float))})
     for key in loss_keys:
         points = [(r["step"], r[key]) for r in iters if key in r and math.isfinite(r[key])]
         if points:
-            steps, values = zip(*points)
-            ax_loss.plot(steps, values, lw=2.0 if key == "loss" else 0.8, label=key)
-    ax_loss.set_xlabel("iteration")
-    ax_loss.set_ylabel("training loss")
-    ax_loss.set_title("training losses")
+            ax_loss.plot(*zip(*points), lw=2.0 if key == "loss" else 0.8, label=key)
     if loss_keys:
+        if all(r.get(k, 1) > 0 for r in iters for k in loss_keys):
+            ax_loss.set_yscale("log")
         ax_loss.legend(fontsize="x-small")
-    val_keys = sorted({k for r in epochs for k, v in r.items() if k.startswith("val_") and isinstance(v, (int, float))})
-    for key in val_keys:
-        points = [(r["epoch"], r[key]) for r in epochs if key in r]
-        ax_val.plot(*zip(*points), marker="o", label=key[len("val_"):])
-    if val_keys:
+    ax_loss.set_xlabel("iteration")
+    ax_loss.set_title("training losses")
+    if metrics is None:
+        metrics = sorted({k[len("val_"):] for r in epochs for k, v in r.items()
+                          if k.startswith("val_") and isinstance(v, (int, float)) and v >= 0})
+    for name in metrics:
+        points = [(r["epoch"], r[f"val_{name}"]) for r in epochs if f"val_{name}" in r]
+        if points:
+            ax_val.plot(*zip(*points), marker="o", label=name)
+    ax_val.set_title("validation metrics" if metrics else "no validation metrics logged")
+    if metrics:
         ax_val.legend(fontsize="x-small")
-        ax_val.set_title("validation metrics")
-    else:
-        ax_val.set_title("no validation metrics logged")
     ax_val.set_xlabel("epoch")
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)

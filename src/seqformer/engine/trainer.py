@@ -124,6 +124,8 @@ class Trainer:
         logger = RunLogger(self.output_dir, self.info.is_main,
                            purge_step=self.start_epoch * n_iters if self.start_epoch else None)
         record: dict[str, Any] = {}
+        if self.start_epoch >= epochs:
+            log.warning("start epoch %d >= optim.epochs %d: nothing to train", self.start_epoch, epochs)
         try:
             for epoch in range(self.start_epoch, epochs):
                 t0 = time.time()
