@@ -244,3 +244,16 @@ def test_empty_detection_and_gt_files(tmp_path):
     assert result["per_class"]["c1"] == 0.0 and result["mAP"] == 0.0
     result = _evaluate(tmp_path, [], [f"v,0902,{FULL},1,0.9"])
     assert all(math.isnan(ap) for ap in result["per_class"].values()) and math.isnan(result["mAP"])
+
+
+def test_exact_iou_tie_between_gt_boxes_uses_official_gt_order(tmp_path):
+    # The full-frame detection has IoU exactly 0.5 with both halves; argmax takes the first GT in the
+    # official list (descending person id, then heap layout). The later left-half detection is a TP
+    # only if the right half was taken.
+    det = [f"v,0902,{FULL},1,0.9", f"v,0902,{LEFT},1,0.8"]
+    # No person ids: both "scores" are 1.0 and the heap puts the smaller tuple (left half) first.
+    takes_left = _evaluate(tmp_path, [f"v,0902,{RIGHT},1", f"v,0902,{LEFT},1"], det)
+    assert takes_left["per_class"]["c1"] == pytest.approx(0.5, abs=1e-12)
+    # Person id 2 on the right half lists it first: the full-frame detection takes it.
+    takes_right = _evaluate(tmp_path, [f"v,0902,{LEFT},1,1", f"v,0902,{RIGHT},1,2"], det)
+    assert takes_right["per_class"]["c1"] == 1.0

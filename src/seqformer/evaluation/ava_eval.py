@@ -13,12 +13,13 @@ scores are concatenated in keyframe order (first appearance in the detection fil
 ``np.argsort(...)[::-1]`` and turned into VOC all-point AP under the monotone precision envelope.
 Classes without ground truth get NaN and are left out of the mean.
 
-Score ties make the result depend on list order, so this module reproduces the order exactly: the
-vectorised path handles every keyframe whose order is fully determined by scores (no tie at the
-50-cap boundary, no equal scores within a class, no exact IoU tie between distinct ground-truth
-boxes); the remaining keyframes are replayed with the official heap logic in Python
-(:func:`_evaluate_keyframe_exactly`). With real-valued scores that fallback is rare; with coarsely
-rounded scores it is still bounded by the per-keyframe work of the official reader.
+Score ties make the result depend on list order, so this module reproduces the order exactly:
+per-class arrays are built in the official keyframe and list order and sorted with the same
+``np.argsort``; the heap's kept set is computed in closed form, also for ties at the cap
+(:func:`_apply_heap_cap`); keyframes where the order among equal-score detections of one class
+(fixed only by the heap's array layout) could change a label, or where a detection's max IoU is
+shared by different ground-truth boxes (the pick then follows the GT list order), are replayed with
+the official heap logic in Python (:func:`_evaluate_keyframe_exactly`); these are rare.
 """
 from __future__ import annotations
 
