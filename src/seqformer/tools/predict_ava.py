@@ -1,0 +1,34 @@
+"""``seqformer predict ava``: official AVA detection CSV (``video_id,second,x1,y1,x2,y2,action_id,score``)."""
+from __future__ import annotations
+
+import argparse
+
+from ..config import load_config
+from ..models.weights import load_model_weights
+from .predict_vis import resolve_device
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="AVA config, e.g. configs/ava/csn50_seqformer_ava21.yaml")
+    parser.add_argument("--weights", required=True, help="trained checkpoint (.pth)")
+    parser.add_argument("--out", default="detections.csv")
+    parser.add_argument("--split", default="val", choices=["train", "val"],
+                        help="which CSV's keyframes to predict (data.ava_val_csv for val)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks.ava import AVATask, write_rows
+
+    cfg = load_config(args.config, args.overrides)
+    device = resolve_device(args.device)
+    task = AVATask()
+    model = task.build_model(cfg)
+    load_model_weights(model, args.weights)
+    model.to(device).eval()
+    rows = task.predict(model, cfg, device, split=args.split)
+    write_rows(args.out, rows)
+    keyframes = len({(r[0], r[1]) for r in rows})
+    print(f"wrote {len(rows)} detection rows for {keyframes} keyframes to {args.out}")
+    return 0
