@@ -92,8 +92,10 @@ def transform_boxes(boxes_xyxy: np.ndarray, plan: ClipPlan, decoded_hw: tuple[in
 def transform_frames(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> torch.Tensor:
     """``uint8 [T,H,W,3]`` frames (any resolution) -> ImageNet-normalised ``float32 [T,3,oh,ow]``.
 
-    Crop, one antialiased resize of the whole stack (uint8 fast path), flip, then a single float
-    pass for jitter + normalisation: no per-frame Python work.
+    Crop, one antialiased resize of the whole stack (uint8 fast path), flip, then the colour jitter
+    and the normalisation folded into one per-channel affine map (+ a grey term for saturation):
+    a handful of passes over the clip and no per-frame Python work.  Jitter is therefore applied
+    without intermediate clipping to [0, 1].
     """
     x = torch.as_tensor(frames).permute(0, 3, 1, 2)  # channels-last strides: the fast uint8 resize path
     t, l, h, w = _region_pixels(plan, (x.shape[2], x.shape[3]))
@@ -102,25 +104,40 @@ def transform_frames(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> torch
         x = TF.resize(x, list(plan.out_hw), antialias=True)
     if plan.flip:
         x = x.flip(-1)
-    out = x.float().div_(255.0)
-    if plan.jitter is not None:
-        out = _color_jitter(out, *plan.jitter)
+    out = torch.empty(x.shape, dtype=torch.float32).copy_(x)  # contiguous NCHW float in one pass
+    scale, shift, grey_weight = _colour_affine(out, plan.jitter)
+    grey = None
+    if grey_weight is not None:
+        grey = out[:, 0].mul(_GREY[0]).add_(out[:, 1], alpha=_GREY[1]).add_(out[:, 2], alpha=_GREY[2])
+    out.mul_(scale).add_(shift)
+    if grey is not None:
+        out.addcmul_(grey[:, None], grey_weight)
+    return out
+
+
+_GREY = (0.299, 0.587, 0.114)
+
+
+def _colour_affine(pixels: torch.Tensor, jitter: tuple[float, float, float] | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-channel ``scale``/``shift`` (and grey weight) mapping 0..255 pixels to normalised values.
+
+    With p = x/255: brightness b gives b*p; contrast c around the clip's mean grey m gives
+    c*b*p + (1-c)*m; saturation s mixes with the grey, which is c*b*grey(p) + (1-c)*m because the
+    grey weights sum to 1.  So channel k is s*c*b*p_k + (1-s)*c*b*grey(p) + (1-c)*m, then
+    ``(. - mean_k) / std_k``.
+    """
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return out.sub_(mean).div_(std).contiguous()
-
-
-def _color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float) -> torch.Tensor:
-    """Brightness, contrast (around the clip's mean grey) and saturation on ``[T,3,H,W]`` in [0,1]."""
-    x = x.mul_(brightness).clamp_(0, 1)
-    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    if not math.isclose(contrast, 1.0):
-        mean = (x * weights).sum(1).mean()
-        x = x.sub_(mean).mul_(contrast).add_(mean).clamp_(0, 1)
-    if not math.isclose(saturation, 1.0):
-        gray = (x * weights).sum(1, keepdim=True)
-        x = x.sub_(gray).mul_(saturation).add_(gray).clamp_(0, 1)
-    return x
+    if jitter is None:
+        return 1 / (255 * std), -mean / std, None
+    b, c, s = jitter
+    sample = pixels[:, :, ::8, ::8]
+    m = b * float(sum(sample[:, k].mean() * g for k, g in enumerate(_GREY))) / 255
+    scale = s * c * b / (255 * std)
+    shift = ((1 - c) * m - mean) / std
+    grey_weight = None if math.isclose(s, 1.0) else (1 - s) * c * b / (255 * std)
+    return scale, shift, grey_weight
 
 
 def denormalize(frames: torch.Tensor) -> torch.Tensor:

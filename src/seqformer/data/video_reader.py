@@ -70,23 +70,26 @@ def select_at_fps(frames: Iterable[tuple[float, Payload]], start: float, fps: fl
                   first: int = 0, stop: int | None = None) -> Iterator[tuple[int, Payload]]:
     """Resample a stream of ``(time, payload)`` pairs to slots ``first..stop-1`` at ``fps``.
 
-    Slot ``k`` shows the latest input frame with ``time <= start + (k + 0.5) / fps`` (the first
-    input frame if none is that early).  For a source already at ``fps`` this is the identity on
-    frames, like ffmpeg's ``-r``.  After the last input frame, slots are emitted while their time
-    ``start + k/fps`` is within half a slot of that frame, so the output ends with the video.
+    Slot ``k`` shows the latest input frame with ``time < start + (k + 0.5) / fps`` (the first
+    input frame if none is that early): ffmpeg's ``-r``/``fps`` filter rule (round to the nearest
+    output slot, keep the last frame per slot), the identity for a source already at ``fps``.  After
+    the last input frame, slots are emitted while they start before that frame ends.
     """
     k = first
     prev: tuple[float, Payload] | None = None
+    frame_duration = 1.0 / fps
     for t, payload in frames:
-        while (stop is None or k < stop) and start + (k + 0.5) / fps < t:
+        while (stop is None or k < stop) and start + (k + 0.5) / fps <= t:
             yield k, (prev if prev is not None else (t, payload))[1]
             k += 1
         if stop is not None and k >= stop:
             return
+        if prev is not None and t > prev[0]:
+            frame_duration = t - prev[0]
         prev = (t, payload)
     if prev is None:
         return
-    while (stop is None or k < stop) and start + k / fps <= prev[0] + 0.5 / fps:
+    while (stop is None or k < stop) and start + k / fps < prev[0] + frame_duration - 1e-6:
         yield k, prev[1]
         k += 1
 
