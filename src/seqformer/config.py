@@ -48,6 +48,7 @@ class ModelConfig:
     csn_frozen_stages: int = 2  # stem + layer1 + layer2 frozen (tune_point 4 in the fork)
     # action head
     actor_score: bool = True  # separate actor/no-actor logit besides the multi-label actions
+    tube_features: bool = True  # action head also sees the shape of the actor's box tube (motion)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class DataConfig:
     ava_train_csv: str = "data/ava/annotations/ava_train_v2.2.csv"
     ava_val_csv: str = "data/ava/annotations/ava_val_v2.2.csv"
     ava_labelmap: str = "data/ava/annotations/ava_action_list_v2.2.pbtxt"  # training classes (80 for AVA)
-    ava_eval_labelmap: str | None = "data/ava/annotations/ava_action_list_v2.2_for_activitynet_2019.pbtxt"  # evaluated (60); None = ava_labelmap
+    ava_eval_labelmap: str | None = None  # evaluated classes (the 60-class list for AVA); None = ava_labelmap
     ava_exclusions: str | None = "data/ava/annotations/ava_val_excluded_timestamps_v2.2.csv"
     ava_fps: int = 30
     ava_start_second: int = 900  # first extracted second; keyframe S -> frame (S - start) * fps
