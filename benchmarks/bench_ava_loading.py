@@ -7,7 +7,9 @@ size) at two storage resolutions, then times a DataLoader with ``--workers`` pro
 - ``AVADataset`` val split (short side 256, no crop),
 - a fork-style baseline: per-frame PIL decode + ``Image.resize`` + per-frame tensor conversion.
 
-Prints clips/s and the ratio to the baseline measured in the same run.
+Prints clips/s and the ratio to the baseline measured in the same run, plus the in-process CPU
+time per clip (``__getitem__`` + collate share), which does not depend on how loaded the machine is:
+``workers * 1000 / cpu_ms`` is the rate the same number of idle cores would sustain.
 
     .venv/bin/python benchmarks/bench_ava_loading.py --workers 2 --clips 96
 """
@@ -73,7 +75,7 @@ class ForkStyleClips(Dataset):
         out = []
         for k in idx:
             img = Image.open(self.ds.source.frame_path(vid, int(k))).convert("RGB").resize(size)
-            t = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float() / 255
+            t = torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
             out.append(((t - mean) / std)[:, : self.crop])
         return torch.stack(out)
 
@@ -95,6 +97,15 @@ def clips_per_second(dataset: Dataset, workers: int, clips: int, collate) -> flo
     return seen / (time.perf_counter() - start)
 
 
+def cpu_ms_per_clip(dataset: Dataset, collate, clips: int = 12) -> float:
+    """CPU time per clip for loading + collating in this process (batches of 2)."""
+    collate([dataset[0], dataset[1]])
+    start = time.process_time()
+    for i in range(0, clips, 2):
+        collate([dataset[i % len(dataset)], dataset[(i + 1) % len(dataset)]])
+    return (time.process_time() - start) * 1000 / clips
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -109,12 +120,15 @@ def main() -> None:
             common = dict(frames_root=frames, num_frames=32, frame_sample_rate=2, fps=30, start_second=900)
             train = AVADataset(csv_path, labels, split="train", **common)
             val = AVADataset(csv_path, labels, split="val", **common)
-            base = clips_per_second(ForkStyleClips(train), args.workers, args.clips, lambda b: b)
-            print(f"frames stored at {hw[0]}x{hw[1]}:")
-            print(f"  fork-style per-frame PIL resize   {base:6.1f} clips/s  (1.00x)")
+            fork = ForkStyleClips(train)
+            base = clips_per_second(fork, args.workers, args.clips, lambda b: b)
+            print(f"frames stored at {hw[0]}x{hw[1]}:  DataLoader rate | in-process CPU ms/clip")
+            print(f"  fork-style per-frame PIL resize  {base:6.1f} clips/s (1.00x) | "
+                  f"{cpu_ms_per_clip(fork, lambda b: b):6.1f} ms")
             for name, ds in (("AVADataset train (jitter+crop)", train), ("AVADataset val (short 256)", val)):
                 rate = clips_per_second(ds, args.workers, args.clips, collate_ava)
-                print(f"  {name:32s} {rate:6.1f} clips/s  ({rate / base:.2f}x)")
+                print(f"  {name:32s} {rate:6.1f} clips/s ({rate / base:.2f}x) | "
+                      f"{cpu_ms_per_clip(ds, collate_ava):6.1f} ms")
 
 
 if __name__ == "__main__":
