@@ -81,7 +81,9 @@ def test_train_transform_keeps_boxes_on_their_pixels(seed):
     plan = plan_train(hw, (100, 140), 90, jitter_strength=0.0, generator=torch.Generator().manual_seed(seed))
     frames = transform_frames(_box_frames(hw, box), plan)
     assert tuple(frames.shape[2:]) == plan.out_hw
-    (cx, cy, w, h), keep = transform_boxes(np.array([box]), plan, hw)[0][0], True
+    boxes, keep = transform_boxes(np.array([box]), plan, hw)
+    assert keep.all()
+    cx, cy, w, h = boxes[0]
     oh, ow = plan.out_hw
     expected = np.array([(cx - w / 2) * ow, (cy - h / 2) * oh, (cx + w / 2) * ow, (cy + h / 2) * oh])
     np.testing.assert_allclose(_measure(frames), expected, atol=1.5)

@@ -94,17 +94,6 @@ def select_at_fps(frames: Iterable[tuple[float, Payload]], start: float, fps: fl
         k += 1
 
 
-def draft_scale_size(size_hw: tuple[int, int], want_hw: tuple[int, int] | None) -> tuple[int, int]:
-    """Size a JPEG decodes to with PIL ``draft`` (DCT scaling by 1/2, 1/4, 1/8) while staying >= ``want_hw``."""
-    h, w = size_hw
-    if want_hw is None:
-        return h, w
-    scale = 1
-    while scale < 8 and -(-h // (scale * 2)) >= want_hw[0] and -(-w // (scale * 2)) >= want_hw[1]:
-        scale *= 2
-    return -(-h // scale), -(-w // scale)
-
-
 class JpegFrameSource:
     """Frames stored as one image per frame, located by a ``str.format`` pattern.
 
