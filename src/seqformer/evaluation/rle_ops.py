@@ -8,6 +8,7 @@ decoded a small, fixed number of times instead of once per (detection, ground tr
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,17 +73,27 @@ def rle_areas(rles: Sequence[dict]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64)
 
 
-def frame_intersections(det_rles: list[dict], det_areas: np.ndarray, gt_rles: list[dict]) -> np.ndarray:
-    """Exact pixel intersections [len(det_rles), len(gt_rles)] of one frame's masks.
+@functools.lru_cache(maxsize=64)
+def _full_frame(height: int, width: int) -> dict:
+    return mask_utils.frPyObjects({"size": [height, width], "counts": [0, height * width]}, height, width)
 
-    pycocotools' ``iou`` with every ground truth flagged as crowd returns
-    ``intersection / area(det)`` as a correctly rounded double, so multiplying back by the integer
-    detection area and rounding recovers the integer intersection exactly (the relative error is
-    a few ulps, far below 0.5 pixel for any realistic frame). Pairs whose boxes do not overlap get
-    0 directly. A size mismatch comes back as -1 and is reported as an error.
+
+def frame_areas_and_intersections(det_rles: list[dict], gt_rles: list[dict], height: int,
+                                  width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact areas [D] of one frame's detection masks and their intersections [D, G] with the GTs.
+
+    One batched pycocotools ``iou`` call decodes each detection once. With every ground truth
+    flagged as crowd it returns ``intersection / area(det)``, and an extra full-frame non-crowd
+    probe returns ``area(det) / (height * width)``; both are correctly rounded doubles, so
+    multiplying back by the integer denominator and rounding recovers the integers exactly (the
+    relative error is a few ulps, far below half a pixel). Pairs whose boxes do not overlap come
+    back as exactly 0. A size mismatch comes back as -1 and is reported.
     """
-    ratio = np.asarray(mask_utils.iou(det_rles, gt_rles, [1] * len(gt_rles)), dtype=np.float64)
-    ratio = ratio.reshape(len(det_rles), len(gt_rles))
+    probe = _full_frame(height, width)
+    num_gt = len(gt_rles)
+    ratio = np.asarray(mask_utils.iou(det_rles, gt_rles + [probe], [1] * num_gt + [0]), dtype=np.float64)
+    ratio = ratio.reshape(len(det_rles), num_gt + 1)
     if (ratio < 0).any():
         raise RLEFormatError("detection and ground-truth masks of the same frame differ in size")
-    return np.rint(ratio * det_areas[:, None]).astype(np.int64)
+    areas = np.rint(ratio[:, num_gt] * (height * width))
+    return areas.astype(np.int64), np.rint(ratio[:, :num_gt] * areas[:, None]).astype(np.int64)

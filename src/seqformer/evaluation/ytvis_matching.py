@@ -15,8 +15,6 @@ Vectorised with numpy but decision-for-decision identical to the official loops:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -38,33 +36,21 @@ def outside_area_ranges(avg_area: np.ndarray) -> np.ndarray:
     return (avg < _LO[:, None]) | (avg > _HI[:, None])
 
 
-@dataclass
-class GroupResult:
-    """Per (video, category): detections kept (score order) with their TP/FP flags per setting."""
+def match_group(ious: np.ndarray, det_avg_area: np.ndarray, gt_ids: np.ndarray, gt_crowd: np.ndarray,
+                gt_avg_area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Official ``evaluateVid`` for one (video, category): TP and FP flags [A, T, D].
 
-    scores: np.ndarray  # [D] float64, descending (stable)
-    true_pos: np.ndarray  # [A, T, D] bool
-    false_pos: np.ndarray  # [A, T, D] bool
-    num_gt_not_ignored: np.ndarray  # [A] int
-
-
-def match_group(ious: np.ndarray, scores: np.ndarray, det_avg_area: np.ndarray, gt_ids: np.ndarray,
-                gt_crowd: np.ndarray, gt_avg_area: np.ndarray) -> GroupResult:
-    """Official ``evaluateVid`` for one (video, category), all area ranges and thresholds at once.
-
-    ``ious``/``scores``/``det_avg_area`` must already be in stable descending-score order and cut
-    to 100 detections; ground-truth arrays are in annotation order.
+    ``ious`` [D, G] rows must be in stable descending-score order, cut to 100 detections; the
+    ground-truth arrays are in annotation order.
     """
     num_det, num_gt = ious.shape
     num_area, num_thr = len(AREA_RANGES), len(IOU_THRESHOLDS)
     gt_ignore = gt_crowd[None, :] | outside_area_ranges(gt_avg_area)  # [A, G]
-    det_outside = outside_area_ranges(det_avg_area)  # [A, D]
     match = np.full((num_area, num_thr, num_det), -1, dtype=np.int64)
-    if num_gt and num_det:
-        if num_gt == 1:
-            _match_single_gt(ious[:, 0], bool(gt_crowd[0]), match)
-        else:
-            _match_general(ious, gt_ignore, gt_crowd, match)
+    if num_gt == 1:
+        _match_single_gt(ious[:, 0], bool(gt_crowd[0]), match)
+    elif num_gt > 1:
+        _match_general(ious, gt_ignore, gt_crowd, match)
     matched = match >= 0
     safe = np.where(matched, match, 0)
     if num_gt:
@@ -73,9 +59,8 @@ def match_group(ious: np.ndarray, scores: np.ndarray, det_avg_area: np.ndarray, 
         has_id = matched & (gt_ids[safe] != 0)
     else:
         matched_ignored = has_id = np.zeros_like(matched)
-    det_ignore = matched_ignored | (~has_id & det_outside[:, None, :])
-    return GroupResult(scores=scores, true_pos=has_id & ~det_ignore, false_pos=~has_id & ~det_ignore,
-                       num_gt_not_ignored=(~gt_ignore).sum(axis=1))
+    det_ignore = matched_ignored | (~has_id & outside_area_ranges(det_avg_area)[:, None, :])
+    return has_id & ~det_ignore, ~has_id & ~det_ignore
 
 
 def _match_single_gt(iou: np.ndarray, crowd: bool, match: np.ndarray) -> None:
@@ -113,33 +98,33 @@ def _match_general(ious: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray
         taken[a_idx, t_idx, last[a_idx, t_idx]] = True
 
 
-def accumulate(per_category: list[list[GroupResult]]) -> tuple[np.ndarray, np.ndarray]:
+def accumulate(category: np.ndarray, video_order: np.ndarray, rank: np.ndarray, scores: np.ndarray,
+               true_pos: np.ndarray, false_pos: np.ndarray, num_gt_not_ignored: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Official ``accumulate``: precision [T, R, K, A, M] and recall [T, K, A, M], -1 where undefined.
 
-    ``per_category[k]`` lists the groups of category k in ascending video-id order (the order of the
-    official concatenation, which the stable score sort depends on for ties).
+    One entry per evaluated detection (at most 100 per (video, category)): its category index,
+    the position of its video in ascending id order, its rank inside its (video, category) and
+    its TP/FP flags [A, T, N]. The official code concatenates groups in video order, ranks within,
+    then sorts stably by score; a lexicographic sort on (-score, video, rank) is the same order.
+    ``num_gt_not_ignored`` [K, A]; a setting without any stays -1 (no ground truth: left out).
     """
     num_thr, num_rec, num_area, num_max = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(AREA_RANGES), len(MAX_DETS)
-    num_cat = len(per_category)
+    num_cat = num_gt_not_ignored.shape[0]
     precision = -np.ones((num_thr, num_rec, num_cat, num_area, num_max))
     recall = -np.ones((num_thr, num_cat, num_area, num_max))
-    for k, groups in enumerate(per_category):
-        if not groups:
-            continue
-        npig_per_area = np.sum([g.num_gt_not_ignored for g in groups], axis=0)
-        scores = np.concatenate([g.scores for g in groups])
-        rank = np.concatenate([np.arange(len(g.scores)) for g in groups])
-        true_pos = np.concatenate([g.true_pos for g in groups], axis=2)
-        false_pos = np.concatenate([g.false_pos for g in groups], axis=2)
-        for m, max_det in enumerate(MAX_DETS):
-            keep = rank < max_det
-            order = np.argsort(-scores[keep], kind="mergesort")
+    order = np.lexsort((rank, video_order, -scores, category))
+    for m, max_det in enumerate(MAX_DETS):
+        kept = order[rank[order] < max_det]
+        bounds = np.searchsorted(category[kept], np.arange(num_cat + 1), side="left")
+        for k in range(num_cat):
+            sel = kept[bounds[k]:bounds[k + 1]]
             for a in range(num_area):
-                npig = int(npig_per_area[a])
+                npig = int(num_gt_not_ignored[k, a])
                 if npig == 0:
                     continue
-                tp_sum = np.cumsum(true_pos[a][:, keep][:, order], axis=1).astype(dtype=np.float64)
-                fp_sum = np.cumsum(false_pos[a][:, keep][:, order], axis=1).astype(dtype=np.float64)
+                tp_sum = np.cumsum(true_pos[a][:, sel], axis=1).astype(dtype=np.float64)
+                fp_sum = np.cumsum(false_pos[a][:, sel], axis=1).astype(dtype=np.float64)
                 _precision_recall(tp_sum, fp_sum, npig, precision[:, :, k, a, m], recall[:, k, a, m])
     return precision, recall
 

@@ -1,0 +1,208 @@
+"""Parsing and validation of YouTube-VIS ground truth and results for :mod:`.ytvis_eval`.
+
+Follows what the official ``YTVOS``/``loadRes`` keep and compute (see :mod:`.ytvis_eval`), but
+turns every malformed input into a :class:`YTVISEvalError` naming the file, video and annotation.
+Detection frames are only checked cheaply here (type, size); they are decoded later, once.
+"""
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
+
+
+class YTVISEvalError(ValueError):
+    """Malformed ground truth or results; the message names the file, video and annotation."""
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: parsing creates millions of acyclic objects it would re-scan repeatedly."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def load_json(source: str | Path | dict | list, what: str) -> tuple[object, str]:
+    """(parsed data, name for messages); in-memory objects are passed through untouched."""
+    if not isinstance(source, (str, Path)):
+        return source, f"<in-memory {what}>"
+    path = Path(source)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise YTVISEvalError(f"cannot read {what} file {path}: {err}") from err
+    try:
+        return json.loads(raw), str(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise YTVISEvalError(f"{what} file {path} is not valid JSON: {err}") from err
+
+
+class GroundTruth:
+    """Videos, categories and per-annotation arrays needed by the evaluation."""
+
+    def __init__(self, data: object, name: str) -> None:
+        if not isinstance(data, dict):
+            raise YTVISEvalError(f"groundtruth {name}: top level must be an object")
+        for key in ("videos", "annotations", "categories"):
+            if not isinstance(data.get(key), list):
+                raise YTVISEvalError(f"groundtruth {name}: missing list '{key}'")
+        self.name = name
+        self.video_size: dict[object, list[int]] = {}
+        self.video_length: dict[object, int | None] = {}
+        for i, video in enumerate(data["videos"]):
+            self._add_video(video, i)
+        self.video_ids = sorted(self.video_size)
+        try:
+            self.category_ids = sorted({c["id"] for c in data["categories"]})
+        except (TypeError, KeyError) as err:
+            raise YTVISEvalError(f"groundtruth {name}: every category needs an 'id'") from err
+        self.ann_ids: list[object] = []
+        self.ann_video: list[object] = []
+        self.ann_category: list[object] = []
+        self.ann_crowd: list[bool] = []
+        self.ann_avg_area: list[float] = []
+        self.ann_rles: list[list[dict | None]] = []
+        seen: set[object] = set()
+        categories = set(self.category_ids)
+        for i, ann in enumerate(data["annotations"]):
+            self._add_annotation(ann, i, seen, categories)
+        self.ann_area_sum = self._mask_area_sums()
+
+    def _add_video(self, video: object, index: int) -> None:
+        try:
+            vid, height, width = video["id"], int(video["height"]), int(video["width"])
+        except (TypeError, KeyError, ValueError) as err:
+            raise YTVISEvalError(f"groundtruth {self.name}: videos[{index}] needs 'id', 'height', 'width'") from err
+        if vid in self.video_size:
+            raise YTVISEvalError(f"groundtruth {self.name}: duplicate video id {vid!r}")
+        self.video_size[vid] = [height, width]
+        length = video.get("length", len(video["file_names"]) if "file_names" in video else None)
+        self.video_length[vid] = None if length is None else int(length)
+
+    def check_length(self, vid: object, segmentations: object, where: str) -> None:
+        if not isinstance(segmentations, list):
+            raise YTVISEvalError(f"{where}: 'segmentations' must be a list")
+        if self.video_length[vid] is None:
+            self.video_length[vid] = len(segmentations)
+        if len(segmentations) != self.video_length[vid]:
+            raise YTVISEvalError(f"{where}: {len(segmentations)} segmentations but video {vid!r} "
+                                 f"has {self.video_length[vid]} frames")
+
+    def _add_annotation(self, ann: object, index: int, seen: set, categories: set) -> None:
+        where = f"groundtruth {self.name}: annotations[{index}]"
+        try:
+            ann_id, vid, cat, segs = ann["id"], ann["video_id"], ann["category_id"], ann["segmentations"]
+        except (TypeError, KeyError) as err:
+            raise YTVISEvalError(f"{where} needs 'id', 'video_id', 'category_id', 'segmentations'") from err
+        where = f"groundtruth {self.name}: annotation id {ann_id!r} (video {vid!r})"
+        if ann_id in seen:
+            raise YTVISEvalError(f"{where}: duplicate annotation id")
+        seen.add(ann_id)
+        if vid not in self.video_size:
+            raise YTVISEvalError(f"{where}: video id not in 'videos'")
+        if cat not in categories:
+            raise YTVISEvalError(f"{where}: category_id {cat!r} not in 'categories'")
+        self.check_length(vid, segs, where)
+        height, width = self.video_size[vid]
+        rles = []
+        for t, seg in enumerate(segs):
+            try:
+                rles.append(frame_to_rle(seg, height, width))
+            except (RLEFormatError, TypeError, ValueError) as err:
+                raise YTVISEvalError(f"{where} frame {t}: {err}") from err
+        areas = ann.get("areas")
+        if areas is None:
+            present = [r for r in rles if r is not None]
+            areas = rle_areas(present).tolist()
+        elif not isinstance(areas, list) or not all(
+                a is None or (isinstance(a, (int, float)) and not isinstance(a, bool)) for a in areas):
+            raise YTVISEvalError(f"{where}: 'areas' must be a list of numbers or nulls")
+        nonzero = [a for a in areas if a]
+        self.ann_ids.append(ann_id)
+        self.ann_video.append(vid)
+        self.ann_category.append(cat)
+        self.ann_crowd.append(bool(ann.get("iscrowd", 0)))
+        self.ann_avg_area.append(float(np.array(nonzero, dtype=np.float64).mean()) if nonzero else 0.0)
+        self.ann_rles.append(rles)
+
+    def _mask_area_sums(self) -> np.ndarray:
+        present = [r for rles in self.ann_rles for r in rles if r is not None]
+        owner = np.repeat(np.arange(len(self.ann_rles)), [sum(r is not None for r in x) for x in self.ann_rles])
+        return np.bincount(owner, weights=rle_areas(present), minlength=len(self.ann_rles)).astype(np.int64)
+
+
+class Detections:
+    """Evaluated results with their per-frame RLEs flattened into one list (absent frames skipped)."""
+
+    def __init__(self, data: object, name: str, gt: GroundTruth) -> None:
+        if not isinstance(data, list):
+            raise YTVISEvalError(f"results {name}: top level must be a list of result objects")
+        categories = set(gt.category_ids)
+        self.ids: list[int] = []
+        self.video: list[object] = []
+        self.category: list[object] = []
+        scores: list[float] = []
+        self.frames: list[dict] = []
+        self.frame_t: list[int] = []
+        frame_counts: list[int] = []
+        self.skipped_unknown_category = 0
+        for index, det in enumerate(data):
+            try:
+                vid, cat, score, segs = det["video_id"], det["category_id"], det["score"], det["segmentations"]
+            except (TypeError, KeyError) as err:
+                raise YTVISEvalError(f"results {name}: result [{index}] needs 'video_id', 'category_id', "
+                                     "'score', 'segmentations'") from err
+            where = f"results {name}: result [{index}] (video {vid!r})"
+            if vid not in gt.video_size:
+                raise YTVISEvalError(f"{where}: video_id not in the groundtruth 'videos'")
+            gt.check_length(vid, segs, where)
+            if not isinstance(score, (int, float)) or isinstance(score, bool) or score != score:
+                raise YTVISEvalError(f"{where}: 'score' must be a number, got {score!r}")
+            if cat not in categories:
+                self.skipped_unknown_category += 1
+                continue
+            present = [t for t, s in enumerate(segs) if s]
+            frames = [segs[t] for t in present]
+            if not self._sizes_match(frames, gt.video_size[vid]):
+                frames = [self._checked_frame(segs[t], gt.video_size[vid], f"{where} frame {t}") for t in present]
+            self.frames += frames
+            self.frame_t += present
+            frame_counts.append(len(present))
+            self.ids.append(index + 1)
+            self.video.append(vid)
+            self.category.append(cat)
+            scores.append(score)
+        self.scores = np.array(scores, dtype=np.float64)
+        self.frame_start = np.concatenate([[0], np.cumsum(frame_counts)]).astype(np.int64)
+        self.frame_t_array = np.array(self.frame_t, dtype=np.int64)
+
+    @staticmethod
+    def _sizes_match(frames: list, size: list[int]) -> bool:
+        """Fast path: every frame is a dict with the video's ``size`` and string ``counts``."""
+        try:
+            return ([seg["size"] for seg in frames].count(size) == len(frames)
+                    and [type(seg["counts"]) for seg in frames].count(str) == len(frames))
+        except (TypeError, KeyError, IndexError):
+            return False
+
+    @staticmethod
+    def _checked_frame(seg: object, size: list[int], where: str) -> dict:
+        if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
+            raise YTVISEvalError(f"{where}: segmentation must be null or an RLE dict with 'counts' and 'size'")
+        if seg["size"] != size:
+            raise YTVISEvalError(f"{where}: RLE size {seg['size']!r} differs from the video size {size}")
+        try:
+            return frame_to_rle(seg, size[0], size[1])
+        except (RLEFormatError, TypeError, ValueError) as err:
+            raise YTVISEvalError(f"{where}: {err}") from err
