@@ -272,3 +272,46 @@ def test_launch_detection_from_environment(monkeypatch):
     assert (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]) == ("10.1.2.3", "29500")
     monkeypatch.setattr(os, "environ", {"SLURM_PROCID": "0", "SLURM_NTASKS": "1"})
     assert detect_launch() == DistInfo()
+
+
+class _SkippingTask(ToyTask):
+    """Samples whose id is a multiple of 4 are unreadable (returned as None, as AVA does with skipping on)."""
+
+    def build_dataset(self, cfg, split):
+        base = super().build_dataset(cfg, split)
+        if split != "train":
+            return base
+
+        class Skipping(torch.utils.data.Dataset):
+            def __init__(self):
+                self.skipped = 0
+
+            def __len__(self):
+                return len(base)
+
+            def __getitem__(self, i):
+                if i % 4 == 0:
+                    self.skipped += 1
+                    return None
+                return base[i]
+
+            def skip_counts(self):
+                return {"skipped_samples": self.skipped}
+
+        return Skipping()
+
+    def collate_fn(self, batch):
+        kept = [b for b in batch if b is not None]
+        return super().collate_fn(kept) if kept else (None, [])
+
+
+def test_skipped_samples_are_counted_and_empty_batches_skipped(tmp_path):
+    cfg = toy_config(str(tmp_path))
+    cfg.optim.batch_size = 1
+    cfg.optim.epochs = 1
+    trainer = Trainer(cfg, _SkippingTask(n_train=8, augment=False, dropout=0.0), progress=False)
+    trainer.fit()
+    epoch_stats = read_log(tmp_path / "log.jsonl")[1][0]
+    assert epoch_stats["train_skipped_batches"] == 2  # ids 0 and 4, batch size 1
+    assert epoch_stats["train_skipped_skipped_samples"] == 2
+    assert epoch_stats["train_loss"] > 0

@@ -42,6 +42,7 @@ class EpochLoader:
         if len(dataset) < batch_size * info.world_size:  # type: ignore[arg-type]
             raise ValueError(f"the training set has {len(dataset)} samples, fewer than one global batch "  # type: ignore[arg-type]
                              f"({batch_size} per process x {info.world_size} processes)")
+        self.dataset = dataset
         self.seed = seed
         self.rank = info.rank
         self.sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,

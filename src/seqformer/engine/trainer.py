@@ -162,8 +162,16 @@ class Trainer:
         bar = tqdm(total=n_iters, desc=f"epoch {epoch}", disable=not (self.progress and self.info.is_main),
                    dynamic_ncols=True, leave=False)
         batches = self.loader.epoch(epoch)
+        skipped_before = self._dataset_skips()
+        skipped_batches = 0
         for it in range(n_iters):
             inputs, targets = next(batches)
+            if self._all_ranks_skip(inputs is None):
+                # every sample of some rank's batch was unreadable (data.skip_corrupt_frames): all ranks skip
+                # together so that DDP's gradient all-reduce stays in step
+                skipped_batches += 1
+                bar.update()
+                continue
             inputs = inputs.to(self.device, non_blocking=True)
             targets = move_targets(targets, self.device)
             with torch.autocast(device_type=self.device.type, enabled=self.amp):
@@ -194,7 +202,24 @@ class Trainer:
                 logger.log_iter({"epoch": epoch, "iter": it, "step": epoch * n_iters + it, "lr": lr, **reduced})
         bar.close()
         del batches  # shuts worker processes down before validation starts its own
-        return {k: v / n_iters for k, v in sums.items()}
+        stats = {k: v / max(n_iters - skipped_batches, 1) for k, v in sums.items()}
+        skips = {k: v - skipped_before.get(k, 0) for k, v in self._dataset_skips().items()}
+        if skipped_batches or any(skips.values()):
+            log.warning("epoch %d: skipped %d batches; dataset skips this epoch: %s", epoch, skipped_batches, skips)
+            stats.update({f"skipped_{k}": float(v) for k, v in skips.items()}, skipped_batches=float(skipped_batches))
+        return stats
+
+    def _dataset_skips(self) -> dict[str, int]:
+        """Cumulative counted skips of the training dataset (datasets that can skip expose ``skip_counts()``)."""
+        counts = getattr(self.loader.dataset, "skip_counts", None)
+        return dict(counts()) if callable(counts) else {}
+
+    def _all_ranks_skip(self, local_skip: bool) -> bool:
+        if not self.info.distributed:
+            return local_skip
+        flag = torch.tensor([1.0 if local_skip else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     # ------------------------------------------------------------------ validation and checkpoints
     def evaluate(self, epoch: int) -> dict[str, float]:
