@@ -18,7 +18,7 @@ this module raises :class:`YTVISEvalError` naming the file, video and annotation
 
 Speed: JSON is parsed with the garbage collector paused (it otherwise re-scans the millions of
 freshly created objects), every detection frame is decoded once for its area, and intersections
-are computed per (video, frame) with one batched pycocotools call.
+are computed per (video, category, frame) with one batched pycocotools call.
 """
 from __future__ import annotations
 
