@@ -4,6 +4,11 @@ Each instance query is one actor in the clip: its class head gives multi-label a
 an extra ``actor_embed`` head gives an actor/no-actor logit, and its per-frame box queries give a
 box tube whose keyframe box is the detection (the fork averaged the 32 per-frame box logits and
 supervised the mean with the keyframe box).
+
+With ``tube_features`` the action head also sees the shape of the actor's box tube (per-frame
+offsets and log-scale changes relative to the tube's mean box, detached): the instance query is a
+weighted *sum* over frames and so cannot tell "walks left" from "walks right" by itself, while the
+tube states exactly that kind of motion.
 """
 from __future__ import annotations
 
@@ -14,13 +19,30 @@ from torch import nn
 
 from ..utils.clip_batch import ClipBatch
 from .detr import VideoDETR, _prior_bias
+from .layers import MLP
+
+
+def tube_descriptor(boxes: torch.Tensor) -> torch.Tensor:
+    """[B,T,Q,4] cxcywh tubes -> [B,Q,4T]: per-frame centre offsets and log size ratios to the mean box."""
+    mean = boxes.mean(1, keepdim=True)
+    wh = boxes[..., 2:].clamp(min=1e-4)
+    rel = torch.cat([(boxes[..., :2] - mean[..., :2]) / mean[..., 2:].clamp(min=1e-4),
+                     torch.log(wh / mean[..., 2:].clamp(min=1e-4))], -1)
+    return rel.permute(0, 2, 1, 3).flatten(2)
 
 
 class ActionSeqFormer(nn.Module):
-    def __init__(self, detr: VideoDETR, actor_score: bool = True):
+    def __init__(self, detr: VideoDETR, actor_score: bool = True, tube_features: bool = False, num_frames: int = 0):
         super().__init__()
         self.detr = detr
         self.actor_score = actor_score
+        self.num_frames = num_frames
+        if tube_features:
+            if num_frames < 1:
+                raise ValueError("tube_features needs the clip length (num_frames)")
+            hidden_dim = detr.transformer.d_model
+            self.tube_embed = MLP(4 * num_frames, hidden_dim, hidden_dim, 2)
+        self.tube_features = tube_features
         if actor_score:
             hidden_dim = detr.transformer.d_model
             head = nn.Linear(hidden_dim, 1)
@@ -44,6 +66,11 @@ class ActionSeqFormer(nn.Module):
             t_out = boxes.shape[1]
             if t_out != t_in:
                 boxes = boxes.repeat_interleave(-(-t_in // t_out), dim=1)[:, :t_in]
+            if self.tube_features:
+                if t_in != self.num_frames:
+                    raise ValueError(f"model built for {self.num_frames}-frame clips, got {t_in} frames")
+                hs = heads.transformer.hs[lvl] + self.tube_embed(tube_descriptor(boxes.detach()))
+                logits = self.detr.class_embed[lvl](hs)
             out = {"pred_logits": logits, "pred_boxes": boxes}
             if self.actor_score:
                 out["pred_actor"] = self.actor_embed[lvl](heads.transformer.hs[lvl])

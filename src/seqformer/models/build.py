@@ -80,4 +80,5 @@ def build_model(cfg: Config) -> nn.Module:
     detr = build_detr(cfg)
     if cfg.model.task == "vis":
         return SeqFormer(detr, rel_coord=cfg.model.rel_coord, mask_out_stride=cfg.model.mask_out_stride, masks=cfg.model.masks)
-    return ActionSeqFormer(detr, actor_score=cfg.model.actor_score)
+    return ActionSeqFormer(detr, actor_score=cfg.model.actor_score, tube_features=cfg.model.tube_features,
+                           num_frames=cfg.model.num_frames)
