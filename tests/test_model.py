@@ -161,3 +161,13 @@ def test_action_model_csn_shapes_and_batch_independence(strides):
     assert both["pred_boxes"].shape == (2, 8, 12, 4)  # one box per input frame, whatever the stride
     torch.testing.assert_close(both["pred_boxes"][1], alone["pred_boxes"][0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(both["pred_actor"][1], alone["pred_actor"][0], atol=1e-5, rtol=1e-4)
+
+
+def test_original_style_checkpoint_with_argparse_namespace_loads(tmp_path):
+    """The original main.py saves {'model', 'optimizer', 'lr_scheduler', 'epoch', 'args': Namespace}."""
+    import argparse
+
+    model = build_model(_tiny_cfg())
+    args = argparse.Namespace(lr=2e-4, backbone="resnet50", lr_drop=[4, 10], masks=True)
+    torch.save({"model": model.state_dict(), "epoch": 11, "args": args}, tmp_path / "orig.pth")
+    load_model_weights(build_model(_tiny_cfg()), tmp_path / "orig.pth")

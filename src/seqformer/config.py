@@ -174,6 +174,15 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
         if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if typ in (int, float) and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                number = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
+            if typ is float:
+                return number
+            if number.is_integer():
+                return int(number)
         if typ is int and isinstance(value, float) and value.is_integer():
             return int(value)
         if not isinstance(value, typ) or isinstance(value, bool):

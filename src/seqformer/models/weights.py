@@ -7,6 +7,7 @@ checkpoints use the same key layout, so one loader serves both.  Files are read 
 """
 from __future__ import annotations
 
+import argparse
 import pickle
 import zipfile
 from pathlib import Path
@@ -25,7 +26,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # the original main.py stores its argparse.Namespace under 'args'; allow exactly that class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or wrong format?): {first}") from None

@@ -11,21 +11,26 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..data.ava import build_ava_dataset, collate_ava
-from ..data.ava_io import write_detections_csv
+from ..data.ava_io import read_labelmap, write_detections_csv
 from ..models.action import action_scores
 from ..models.build import build_model
 from ..models.criterion import build_ava_criterion
 from ..utils.box_ops import box_cxcywh_to_xyxy
 
 
-def keyframe_detections(outputs: dict, targets: list[dict], class_ids: np.ndarray, per_keyframe: int) -> list[tuple]:
+def keyframe_detections(outputs: dict, targets: list[dict], class_ids: np.ndarray, per_keyframe: int,
+                        evaluated: np.ndarray | None = None) -> list[tuple]:
     """Rows ``(video_id, second, x1, y1, x2, y2, action_id, score)`` of the top (box, class) pairs per keyframe.
 
     Boxes are the keyframe boxes of the box tubes, normalised to the (uncropped) frame, so they are
-    directly the official normalised coordinates.  Keeping the ``per_keyframe`` best pairs loses
-    nothing under the official protocol, which keeps at most 50 rows per keyframe.
+    directly the official normalised coordinates.  Only the classes in ``evaluated`` (a bool mask
+    over the model's classes; default all) compete for the ``per_keyframe`` rows: the official
+    protocol drops unevaluated classes and then keeps the 50 best rows, so with
+    ``per_keyframe >= 50`` nothing it would score is lost.
     """
     scores = action_scores(outputs)  # [B, Q, K]
+    if evaluated is not None:
+        scores = scores.masked_fill(~torch.as_tensor(evaluated, device=scores.device), -1.0)
     rows = []
     for b, target in enumerate(targets):
         key = int(target["key_frame"])
@@ -36,6 +41,8 @@ def keyframe_detections(outputs: dict, targets: list[dict], class_ids: np.ndarra
         q_idx = (top_idx // s.shape[1]).numpy()
         c_idx = (top_idx % s.shape[1]).numpy()
         for q, c, sc in zip(q_idx, c_idx, top_scores.tolist()):
+            if sc < 0:  # masked (unevaluated) class
+                continue
             rows.append((target["video_id"], int(target["second"]), *boxes[q].tolist(), int(class_ids[c]), sc))
     return rows
 
@@ -69,12 +76,16 @@ class AVATask:
         loader = torch.utils.data.DataLoader(subset, batch_size=cfg.optim.batch_size, shuffle=False,
                                              num_workers=cfg.data.num_workers, collate_fn=collate_ava)
         class_ids = np.array(dataset.class_ids)
+        evaluated = None
+        if cfg.data.ava_eval_labelmap:
+            keep = {i for i, _ in read_labelmap(cfg.data.ava_eval_labelmap)}
+            evaluated = np.array([c in keep for c in class_ids])
         rows: list[tuple] = []
         for samples, targets in tqdm(loader, desc="predict ava", unit="batch", disable=not progress or rank != 0):
             if samples is None:
                 continue
             outputs = model(samples.to(device))
-            rows += keyframe_detections(outputs, targets, class_ids, cfg.eval.ava_detections_per_keyframe)
+            rows += keyframe_detections(outputs, targets, class_ids, cfg.eval.ava_detections_per_keyframe, evaluated)
         skipped = dataset.skip_counts()
         if any(skipped.values()):
             print(f"predict ava: {skipped}")
