@@ -8,7 +8,6 @@ decoded a small, fixed number of times instead of once per (detection, ground tr
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,27 +72,20 @@ def rle_areas(rles: Sequence[dict]) -> np.ndarray:
     return np.concatenate(parts).astype(np.int64)
 
 
-@functools.lru_cache(maxsize=64)
-def _full_frame(height: int, width: int) -> dict:
-    return mask_utils.frPyObjects({"size": [height, width], "counts": [0, height * width]}, height, width)
+def crowd_overlap_ratios(det_rles: list[dict], gt_rles: list[dict], crowd_flags: list[int]) -> np.ndarray:
+    """Flat [D * G] (detection-major) ``intersection / area(det)`` of one frame's masks.
 
-
-def frame_areas_and_intersections(det_rles: list[dict], gt_rles: list[dict], height: int,
-                                  width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact areas [D] of one frame's detection masks and their intersections [D, G] with the GTs.
-
-    One batched pycocotools ``iou`` call decodes each detection once. With every ground truth
-    flagged as crowd it returns ``intersection / area(det)``, and an extra full-frame non-crowd
-    probe returns ``area(det) / (height * width)``; both are correctly rounded doubles, so
-    multiplying back by the integer denominator and rounding recovers the integers exactly (the
-    relative error is a few ulps, far below half a pixel). Pairs whose boxes do not overlap come
-    back as exactly 0. A size mismatch comes back as -1 and is reported.
+    pycocotools' ``iou`` with every ground truth flagged as crowd divides by the detection area;
+    each detection string is decoded once per call, and pairs whose boxes do not overlap come back
+    as exactly 0 without being intersected. Sizes must already agree (checked when parsing).
     """
-    probe = _full_frame(height, width)
-    num_gt = len(gt_rles)
-    ratio = np.asarray(mask_utils.iou(det_rles, gt_rles + [probe], [1] * num_gt + [0]), dtype=np.float64)
-    ratio = ratio.reshape(len(det_rles), num_gt + 1)
-    if (ratio < 0).any():
-        raise RLEFormatError("detection and ground-truth masks of the same frame differ in size")
-    areas = np.rint(ratio[:, num_gt] * (height * width))
-    return areas.astype(np.int64), np.rint(ratio[:, :num_gt] * areas[:, None]).astype(np.int64)
+    return mask_utils.iou(det_rles, gt_rles, crowd_flags).ravel()
+
+
+def exact_intersections(ratios: np.ndarray, det_areas: np.ndarray) -> np.ndarray:
+    """Integer intersections from correctly rounded ``I / A`` ratios and the exact areas ``A``.
+
+    ``fl(fl(I / A) * A)`` differs from ``I`` by at most ``I * 2**-52`` (two roundings), well below
+    0.5 for any frame smaller than 2**51 pixels, so rounding to the nearest integer gives ``I``.
+    """
+    return np.rint(ratios * det_areas).astype(np.int64)

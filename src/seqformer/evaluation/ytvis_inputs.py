@@ -3,11 +3,16 @@
 Follows what the official ``YTVOS``/``loadRes`` keep and compute (see :mod:`.ytvis_eval`), but
 turns every malformed input into a :class:`YTVISEvalError` naming the file, video and annotation.
 Detection frames are only checked cheaply here (type, size); they are decoded later, once.
+
+A large results array can be cut into byte spans of whole top-level elements
+(:func:`split_json_array`) so that several processes parse it at once; see :func:`parse_json_span`
+for why a successful parse of every span proves the cuts were right.
 """
 from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +24,14 @@ from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
 
 class YTVISEvalError(ValueError):
     """Malformed ground truth or results; the message names the file, video and annotation."""
+
+
+class ResultError(YTVISEvalError):
+    """A malformed result; ``index`` (its position in the results list) orders errors across workers."""
+
+    def __init__(self, name: str, index: int, detail: str) -> None:
+        super().__init__(f"results {name}: result [{index}]{detail}")
+        self.index = index
 
 
 @contextmanager
@@ -33,19 +46,105 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def read_bytes(path: str | Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise YTVISEvalError(f"cannot read {what} file {path}: {err}") from err
+
+
+def parse_json(raw: bytes, what: str, name: str) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise YTVISEvalError(f"{what} file {name} is not valid JSON: {err}") from err
+
+
 def load_json(source: str | Path | dict | list, what: str) -> tuple[object, str]:
     """(parsed data, name for messages); in-memory objects are passed through untouched."""
     if not isinstance(source, (str, Path)):
         return source, f"<in-memory {what}>"
-    path = Path(source)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise YTVISEvalError(f"cannot read {what} file {path}: {err}") from err
-    try:
-        return json.loads(raw), str(path)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise YTVISEvalError(f"{what} file {path} is not valid JSON: {err}") from err
+    return parse_json(read_bytes(source, what), what, str(source)), str(source)
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_WHITESPACE_BYTES = b" \t\n\r"
+_ELEMENT_START = b'"video_id"'
+_MAX_CUT_TRIES = 64
+
+
+def split_json_array(raw: bytes, parts: int) -> list[tuple[int, int]] | None:
+    """Byte spans [start, stop) of ``parts`` runs of whole elements of a top-level JSON array.
+
+    Cuts are guessed near equal sizes at a ``}``, ``,``, ``{"video_id"`` pattern (how results
+    files are written); a wrong guess is caught by :func:`parse_json_span`. None when the text
+    is not a plain UTF-8 array or no cut is found: the caller then parses it whole.
+    """
+    first, last = _skip_forward(raw, 0), _skip_back(raw, len(raw)) - 1
+    if raw[first:first + 1] != b"[" or raw[last:last + 1] != b"]" or b"\x00" in raw[:4]:
+        return None
+    starts, stops = [first + 1], []
+    for k in range(1, parts):
+        cut = _find_cut(raw, max(len(raw) * k // parts, starts[-1]), last)
+        if cut is None:
+            return None
+        stops.append(cut[0])
+        starts.append(cut[1])
+    stops.append(last)
+    return list(zip(starts, stops))
+
+
+def _skip_forward(raw: bytes, index: int) -> int:
+    while index < len(raw) and raw[index] in _WHITESPACE_BYTES:
+        index += 1
+    return index
+
+
+def _skip_back(raw: bytes, index: int) -> int:
+    while index > 0 and raw[index - 1] in _WHITESPACE_BYTES:
+        index -= 1
+    return index
+
+
+def _find_cut(raw: bytes, position: int, limit: int) -> tuple[int, int] | None:
+    """(end of one element, start of the next) at the first plausible boundary after ``position``."""
+    for _ in range(_MAX_CUT_TRIES):
+        key = raw.find(_ELEMENT_START, position, limit)
+        if key < 0:
+            return None
+        position = key + 1
+        start = _skip_back(raw, key) - 1
+        comma = _skip_back(raw, start) - 1
+        end = _skip_back(raw, comma)
+        if start > 0 and raw[start] == ord("{") and raw[comma] == ord(",") and raw[end - 1] == ord("}"):
+            return end, start
+    return None
+
+
+def parse_json_span(raw: bytes, start: int, stop: int) -> list:
+    """The comma-separated JSON values in ``raw[start:stop]``; ValueError unless exactly that.
+
+    Each value is decoded by the same C scanner ``json.loads`` uses. When the spans come from
+    :func:`split_json_array` and all of them parse, the cuts are true top-level boundaries: a
+    span that ended inside a string or a nested value would leave its last value unterminated
+    (every cut ends at a ``}``, so no number can be silently shortened), and each span starts
+    where the previous one provably ended, after one comma. So the concatenated lists equal
+    ``json.loads(raw)``.
+    """
+    text = str(memoryview(raw)[start:stop], "utf-8", "surrogatepass")
+    decode, skip = json.JSONDecoder().raw_decode, _WHITESPACE.match
+    values, position = [], skip(text, 0).end()
+    while position < len(text):
+        value, position = decode(text, position)
+        values.append(value)
+        position = skip(text, position).end()
+        if position < len(text):
+            if text[position] != ",":
+                raise ValueError(f"expected ',' at character {position} of the span")
+            position = skip(text, position + 1).end()
+            if position == len(text):
+                raise ValueError("trailing ',' at the end of the span")
+    return values
 
 
 class GroundTruth:
@@ -78,6 +177,28 @@ class GroundTruth:
         for i, ann in enumerate(data["annotations"]):
             self._add_annotation(ann, i, seen, categories)
         self.ann_area_sum = self._mask_area_sums()
+        self.video_position = {v: i for i, v in enumerate(self.video_ids)}
+        self.category_position = {c: k for k, c in enumerate(self.category_ids)}
+        self.ann_key = self.group_keys(self.ann_video, self.ann_category)
+        self.frame_blocks = self._frame_blocks()
+
+    def group_keys(self, videos: list, categories: list) -> np.ndarray:
+        """One int64 per (video, category): video position * number of categories + category position."""
+        video = np.array([self.video_position[v] for v in videos], dtype=np.int64)
+        category = np.array([self.category_position[c] for c in categories], dtype=np.int64)
+        return video * len(self.category_ids) + category
+
+    def _frame_blocks(self) -> dict[tuple[int, int], tuple[list[int], list[dict], list[int]]]:
+        """(group key, frame) -> (annotation rows present there, their RLEs, all-ones crowd flags)."""
+        blocks: dict[tuple[int, int], tuple[list[int], list[dict], list[int]]] = {}
+        for row, (key, rles) in enumerate(zip(self.ann_key.tolist(), self.ann_rles)):
+            for t, rle in enumerate(rles):
+                if rle is not None:
+                    rows, block_rles, flags = blocks.setdefault((key, t), ([], [], []))
+                    rows.append(row)
+                    block_rles.append(rle)
+                    flags.append(1)
+        return blocks
 
     def _add_video(self, video: object, index: int) -> None:
         try:
@@ -143,9 +264,17 @@ class GroundTruth:
 
 
 class Detections:
-    """Evaluated results with their per-frame RLEs flattened into one list (absent frames skipped)."""
+    """Evaluated results with their per-frame RLEs flattened into one list (absent frames skipped).
 
-    def __init__(self, data: object, name: str, gt: GroundTruth) -> None:
+    ``data`` may be a slice of the results list starting at position ``first_index``; messages
+    and ``ids`` use positions in the whole list. ``inferred_lengths`` (filled even when an error
+    is raised) records, for videos whose length was unknown, the length this slice inferred and
+    the first result that set it, so that slices evaluated by different workers can be checked
+    against each other.
+    """
+
+    def __init__(self, data: object, name: str, gt: GroundTruth, first_index: int = 0,
+                 inferred_lengths: dict[object, tuple[int, int]] | None = None) -> None:
         if not isinstance(data, list):
             raise YTVISEvalError(f"results {name}: top level must be a list of result objects")
         categories = set(gt.category_ids)
@@ -157,25 +286,30 @@ class Detections:
         self.frame_t: list[int] = []
         frame_counts: list[int] = []
         self.skipped_unknown_category = 0
-        for index, det in enumerate(data):
+        self.inferred_lengths = {} if inferred_lengths is None else inferred_lengths
+        for index, det in enumerate(data, first_index):
             try:
                 vid, cat, score, segs = det["video_id"], det["category_id"], det["score"], det["segmentations"]
             except (TypeError, KeyError) as err:
-                raise YTVISEvalError(f"results {name}: result [{index}] needs 'video_id', 'category_id', "
-                                     "'score', 'segmentations'") from err
-            where = f"results {name}: result [{index}] (video {vid!r})"
+                raise ResultError(name, index, " needs 'video_id', 'category_id', 'score', 'segmentations'") from err
             if vid not in gt.video_size:
-                raise YTVISEvalError(f"{where}: video_id not in the groundtruth 'videos'")
-            gt.check_length(vid, segs, where)
+                raise ResultError(name, index, f" (video {vid!r}): video_id not in the groundtruth 'videos'")
+            if gt.video_length[vid] is None and isinstance(segs, list):
+                self.inferred_lengths[vid] = (len(segs), index)
+            try:
+                gt.check_length(vid, segs, "")
+            except YTVISEvalError as err:
+                raise ResultError(name, index, f" (video {vid!r}){err}") from None
             if not isinstance(score, (int, float)) or isinstance(score, bool) or score != score:
-                raise YTVISEvalError(f"{where}: 'score' must be a number, got {score!r}")
+                raise ResultError(name, index, f" (video {vid!r}): 'score' must be a number, got {score!r}")
             if cat not in categories:
                 self.skipped_unknown_category += 1
                 continue
             present = [t for t, s in enumerate(segs) if s]
             frames = [segs[t] for t in present]
             if not self._sizes_match(frames, gt.video_size[vid]):
-                frames = [self._checked_frame(segs[t], gt.video_size[vid], f"{where} frame {t}") for t in present]
+                frames = [self._checked_frame(segs[t], gt.video_size[vid], name, index, f" (video {vid!r}) frame {t}")
+                          for t in present]
             self.frames += frames
             self.frame_t += present
             frame_counts.append(len(present))
@@ -197,12 +331,13 @@ class Detections:
             return False
 
     @staticmethod
-    def _checked_frame(seg: object, size: list[int], where: str) -> dict:
+    def _checked_frame(seg: object, size: list[int], name: str, index: int, where: str) -> dict:
         if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
-            raise YTVISEvalError(f"{where}: segmentation must be null or an RLE dict with 'counts' and 'size'")
+            raise ResultError(name, index, f"{where}: segmentation must be null or an RLE dict with 'counts' "
+                                           "and 'size'")
         if seg["size"] != size:
-            raise YTVISEvalError(f"{where}: RLE size {seg['size']!r} differs from the video size {size}")
+            raise ResultError(name, index, f"{where}: RLE size {seg['size']!r} differs from the video size {size}")
         try:
             return frame_to_rle(seg, size[0], size[1])
         except (RLEFormatError, TypeError, ValueError) as err:
-            raise YTVISEvalError(f"{where}: {err}") from err
+            raise ResultError(name, index, f"{where}: {err}") from err
