@@ -95,14 +95,14 @@ class DataConfig:
     val_img_dir: str = "val/JPEGImages"
     coco_path: str = "data/coco"
     coco_ann: str = "annotations/instances_train2017.json"
-    coco_ratio: float = 1.0  # COCO pseudo-videos per YouTube-VIS sample in joint training
+    coco_ratio: float | None = 1.0  # COCO pseudo-videos per YouTube-VIS sample in joint training; null = all of COCO (original)
     train_scales: list[int] = field(default_factory=lambda: [288, 320, 352, 392, 416, 448, 480, 512])
     train_max_size: int = 768
     crop_scales: list[int] = field(default_factory=lambda: [400, 500, 600])
     crop_size: list[int] = field(default_factory=lambda: [384, 600])
     photometric: bool = True
     val_short_side: int = 360
-    val_max_size: int | None = None
+    val_max_size: int | None = None  # cap on the long side at inference (original inference.py: none)
     num_workers: int = 2
     # AVA-format action detection
     ava_frames: str = "data/ava/frames"

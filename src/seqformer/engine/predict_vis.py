@@ -54,9 +54,10 @@ def read_videos(annotations: str | Path) -> list[VideoEntry]:
 
 
 def load_frames(image_dir: str | Path, video: VideoEntry, short_side: int = 360,
-                frames_range: range | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+                frames_range: range | None = None, max_size: int | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
     """Normalised frames [T,3,h,w] (all, or ``frames_range``) resized as the original, and the original (H, W)."""
-    transform = T.Compose([T.Resize(short_side), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    transform = T.Compose([T.Resize(short_side, max_size=max_size), T.ToTensor(),
+                           T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     frames, size = [], None
     names = video.file_names if frames_range is None else [video.file_names[i] for i in frames_range]
     for name in names:
@@ -127,17 +128,17 @@ def predict_video(model, frames: torch.Tensor, orig_size: tuple[int, int], video
 
 def iter_predictions(model, image_dir: str | Path, videos: list[VideoEntry], device: torch.device,
                      short_side: int = 360, max_frames_per_clip: int = 0, clip_overlap: int = 0,
-                     **kwargs) -> Iterator[list[dict]]:
+                     max_size: int | None = None, **kwargs) -> Iterator[list[dict]]:
     """Results per video: the original whole-video path up to ``max_frames_per_clip`` frames (0 = no
     limit), linked overlapping clips above it (:mod:`seqformer.engine.long_video`)."""
     for video in videos:
         if 0 < max_frames_per_clip < len(video.file_names):
             def load_clip(frames_range: range, video: VideoEntry = video) -> tuple[torch.Tensor, tuple[int, int]]:
-                clip, size = load_frames(image_dir, video, short_side, frames_range)
+                clip, size = load_frames(image_dir, video, short_side, frames_range, max_size)
                 return clip.to(device), size
 
             yield predict_long_video(model, load_clip, len(video.file_names), video.id, video_name(video),
                                      max_frames_per_clip, clip_overlap, **kwargs)
         else:
-            frames, size = load_frames(image_dir, video, short_side)
+            frames, size = load_frames(image_dir, video, short_side, max_size=max_size)
             yield predict_video(model, frames.to(device), size, video, **kwargs)

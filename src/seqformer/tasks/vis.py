@@ -65,7 +65,8 @@ class VISTask:
         for entries in iter_predictions(model, img_dir, videos[rank::world], device, short_side=cfg.data.val_short_side,
                                         topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold,
                                         null_score=cfg.eval.null_score,
-                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap):
+                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap,
+                             max_size=cfg.data.val_max_size):
             results.extend(entries)
         return results
 

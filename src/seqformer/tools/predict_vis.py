@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict] = []
     preds = iter_predictions(model, args.images, videos, device, short_side=cfg.data.val_short_side,
                              topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold, null_score=cfg.eval.null_score,
-                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap)
+                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap,
+                             max_size=cfg.data.val_max_size)
     for entries in tqdm(preds, total=len(videos), desc="videos", unit="video"):
         results.extend(entries)
     out = Path(args.out)
