@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import copy
 import json
 import sys
@@ -11,7 +12,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
+from seqformer.evaluation import ytvis_eval
 from seqformer.evaluation.ytvis_eval import YTVISEvalError, evaluate_ytvis, format_ytvis_table
+from seqformer.evaluation.ytvis_inputs import parse_json_span, split_json_array
 from seqformer.tools import evaluate_vis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -271,3 +274,97 @@ def test_cli_reports_errors_with_exit_code(tmp_path, capsys):
     args = parser.parse_args(["--groundtruth", str(tmp_path / "gt.json"), "--results", str(tmp_path / "res.json")])
     assert evaluate_vis.run(args) == 1
     assert "result [0] needs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- forked workers
+
+@pytest.fixture
+def always_parallel(monkeypatch):
+    """Use the worker processes even for tiny inputs."""
+    monkeypatch.setattr(ytvis_eval, "MIN_RESULTS_PER_WORKER", 0)
+    monkeypatch.setattr(ytvis_eval, "MIN_BYTES_PER_WORKER", 0)
+
+
+def _write_case(tmp_path: Path, gt: dict, results: list, **dump_kwargs) -> tuple[Path, Path]:
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results, **dump_kwargs))
+    return tmp_path / "gt.json", tmp_path / "res.json"
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_on_files_agree_with_reference(tmp_path, always_parallel, workers):
+    gt, results = random_case(4, num_videos=6)
+    gt_path, res_path = _write_case(tmp_path, gt, results, indent=1)  # whitespace around the cuts
+    expected = reference_evaluate(copy.deepcopy(gt), copy.deepcopy(results))
+    stats = evaluate_ytvis(gt_path, res_path, workers=workers)
+    assert all(stats[k] == pytest.approx(expected[k], abs=1e-9) for k in expected)
+    assert multiprocessing.active_children() == []
+
+
+def test_workers_on_in_memory_results_agree_with_reference(always_parallel):
+    gt, results = random_case(6, num_videos=6)
+    expected = reference_evaluate(copy.deepcopy(gt), copy.deepcopy(results))
+    stats = evaluate_ytvis(gt, results, workers=2)
+    assert all(stats[k] == pytest.approx(expected[k], abs=1e-9) for k in expected)
+
+
+def test_results_file_with_misleading_cuts_is_parsed_whole(tmp_path, always_parallel):
+    # Each result carries a nested list whose second object starts with "video_id": the guessed
+    # cut lands inside a result, the first span then fails to parse, and the file is parsed whole.
+    gt, results = random_case(7, num_videos=5)
+    decoys = [{"extra": [{"a": 1}, {"video_id": 0}], **r} for r in results]
+    gt_path, res_path = _write_case(tmp_path, gt, decoys)
+    raw = res_path.read_bytes()
+    (start, stop), _ = split_json_array(res_path, 2)
+    with pytest.raises(ValueError):
+        parse_json_span(raw[start:stop])
+    expected = reference_evaluate(copy.deepcopy(gt), copy.deepcopy(results))
+    stats = evaluate_ytvis(gt_path, res_path, workers=2)
+    assert all(stats[k] == pytest.approx(expected[k], abs=1e-9) for k in expected)
+
+
+def test_json_spans_concatenate_to_the_whole_array(tmp_path):
+    values = [{"video_id": i, "x": [{"y": "}, {"}, None, 1.5e3]} for i in range(40)]
+    path = tmp_path / "a.json"
+    path.write_text(" \n" + json.dumps(values, indent=2) + "\n")
+    raw = path.read_bytes()
+    for parts in (2, 3, 7):
+        spans = split_json_array(path, parts)
+        assert spans is not None and len(spans) == parts
+        assert [v for start, stop in spans for v in parse_json_span(raw[start:stop])] == values
+    path.write_text(json.dumps({"video_id": 1}))
+    assert split_json_array(path, 2) is None
+
+
+def test_worker_errors_name_the_position_in_the_whole_file(tmp_path, always_parallel):
+    gt, results = random_case(8, num_videos=6)
+    bad = len(results) - 2  # in the second worker's half
+    results[bad]["score"] = "high"
+    gt_path, res_path = _write_case(tmp_path, gt, results)
+    with pytest.raises(YTVISEvalError, match=rf"result \[{bad}\] .*'score' must be a number"):
+        evaluate_ytvis(gt_path, res_path, workers=2)
+    assert multiprocessing.active_children() == []
+
+
+def test_invalid_json_in_second_half_gives_the_whole_file_error(tmp_path, always_parallel):
+    gt, results = random_case(9, num_videos=6)
+    gt_path, res_path = _write_case(tmp_path, gt, results)
+    text = res_path.read_text()
+    assert text.endswith("}]")
+    res_path.write_text(text[:-1] + ",]")  # a trailing comma: only the last span sees it
+    with pytest.raises(YTVISEvalError, match="res.json is not valid JSON"):
+        evaluate_ytvis(gt_path, res_path, workers=2)
+
+
+def test_video_length_inferred_differently_by_two_workers(always_parallel):
+    # The video has no 'length' and no annotation: its length comes from its first result, so a
+    # later result with another length is an error even when another worker evaluates it.
+    gt = gt_file([gt_ann(1, [box(0, 2, 0, 2), box(0, 2, 0, 2)])], videos=(1, 2))
+    del gt["videos"][1]["length"]
+    results = [det([box(0, 2, 0, 2)] * 2, 0.5) for _ in range(4)]
+    results[1] = det([box(0, 2, 0, 2)] * 2, 0.5, video=2)
+    results[3] = det([box(0, 2, 0, 2)] * 3, 0.5, video=2)
+    with pytest.raises(YTVISEvalError, match=r"result \[3\] \(video 2\): 3 segmentations but video 2 has 2 frames"):
+        evaluate_ytvis(gt, results, workers=2)
+    results[3] = det([box(0, 2, 0, 2)] * 2, 0.5, video=2)
+    assert evaluate_ytvis(gt, results, workers=2) == evaluate_ytvis(gt, results, workers=1)

@@ -40,8 +40,8 @@ import numpy as np
 
 from seqformer.evaluation.rle_ops import crowd_overlap_ratios, exact_intersections, rle_areas
 from seqformer.evaluation.ytvis_inputs import (
-    Detections, GroundTruth, ResultError, YTVISEvalError, gc_paused, load_json, parse_json, parse_json_span,
-    read_bytes, split_json_array)
+    Detections, GroundTruth, ResultError, YTVISEvalError, gc_paused, load_json, parse_json, parse_json_span, read_bytes,
+    read_span, split_json_array)
 from seqformer.evaluation.ytvis_matching import (
     IOU_THRESHOLDS, MAX_DETS, STAT_KEYS, accumulate, match_group, outside_area_ranges, summarize)
 
@@ -94,14 +94,34 @@ class _DetectionPart:
     inferred_lengths: dict[object, tuple[int, int]]
 
 
+def _areas_by_result(data: list) -> tuple[np.ndarray, np.ndarray] | None:
+    """(area of every present frame, first frame of each result), or None if some frame is not
+    a plain compressed RLE. Needs no ground truth, so workers do it while that is being parsed;
+    it is only used once :class:`Detections` has accepted the same frames."""
+    try:
+        counts = [sum(1 for seg in det["segmentations"] if seg) for det in data]
+        areas = rle_areas([seg for det in data for seg in det["segmentations"] if seg])
+    except Exception:  # noqa: BLE001 - malformed results are reported by Detections later
+        return None
+    return areas, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 def _detection_part(data: object, name: str, gt: GroundTruth, first_index: int,
-                    inferred_lengths: dict[object, tuple[int, int]]) -> _DetectionPart:
+                    inferred_lengths: dict[object, tuple[int, int]],
+                    areas_by_result: tuple[np.ndarray, np.ndarray] | None) -> _DetectionPart:
     dets = Detections(data, name, gt, first_index, inferred_lengths)
     num = len(dets.ids)
     video = np.array([gt.video_position[v] for v in dets.video], dtype=np.int64)
     category = np.array([gt.category_position[c] for c in dets.category], dtype=np.int64)
-    frame_area = rle_areas(dets.frames)
-    owner = np.repeat(np.arange(num), np.diff(dets.frame_start))
+    frame_count = np.diff(dets.frame_start)
+    if areas_by_result is None:
+        frame_area = rle_areas(dets.frames)
+    else:
+        all_areas, first_frame = areas_by_result
+        kept = np.asarray(dets.ids, dtype=np.int64) - 1 - first_index
+        frame_area = all_areas[np.repeat(first_frame[kept] - dets.frame_start[:-1], frame_count)
+                               + np.arange(len(dets.frames))]
+    owner = np.repeat(np.arange(num), frame_count)
     pairs = _pair_intersections(dets, (video * len(gt.category_ids) + category)[owner], owner, frame_area, gt)
     return _DetectionPart(
         video, category, dets.scores, np.bincount(owner, weights=frame_area, minlength=num),
@@ -154,12 +174,14 @@ def _load_groundtruth(groundtruth: str | Path | dict) -> GroundTruth:
 def _detection_parts(groundtruth: str | Path | dict, results: str | Path | list,
                      workers: int) -> tuple[GroundTruth, list[_DetectionPart], str]:
     """Ground truth and the results' parts: in forked workers when worth it, else in-process."""
-    raw = None
+    spans = None
     if isinstance(results, (str, Path)):
         name = str(results)
-        raw = read_bytes(results, "results")
-        worth = len(raw) >= workers * MIN_BYTES_PER_WORKER
-        spans = split_json_array(raw, workers) if workers > 1 and worth else None
+        try:
+            if workers > 1 and os.path.getsize(results) >= workers * MIN_BYTES_PER_WORKER:
+                spans = split_json_array(results, workers)
+        except OSError:
+            spans = None  # reported with context by the in-process path
     else:
         name = "<in-memory results>"
         count = len(results) if isinstance(results, list) else 0
@@ -167,15 +189,16 @@ def _detection_parts(groundtruth: str | Path | dict, results: str | Path | list,
         spans = list(zip(bounds[:-1], bounds[1:])) if workers > 1 and count >= workers * MIN_RESULTS_PER_WORKER else None
     gt = None
     if spans and "fork" in multiprocessing.get_all_start_methods():
-        gt, parts = _run_workers(groundtruth, results if raw is None else raw, spans, name)
+        gt, parts = _run_workers(groundtruth, results, spans, name)
         if parts is not None:
             return gt, parts, name
     gt = gt or _load_groundtruth(groundtruth)
-    data = results if raw is None else parse_json(raw, "results", name)
-    return gt, [_detection_part(data, name, gt, 0, {})], name
+    if isinstance(results, (str, Path)):
+        results = parse_json(read_bytes(results, "results"), "results", name)
+    return gt, [_detection_part(results, name, gt, 0, {}, None)], name
 
 
-def _run_workers(groundtruth: str | Path | dict, source: bytes | list, spans: list[tuple[int, int]],
+def _run_workers(groundtruth: str | Path | dict, source: str | Path | list, spans: list[tuple[int, int]],
                  name: str) -> tuple[GroundTruth, list[_DetectionPart] | None]:
     """Fork one worker per span, parse the ground truth meanwhile, collect the parts in order.
 
@@ -223,20 +246,21 @@ def _receive(conn: multiprocessing.connection.Connection) -> tuple:
     return reply
 
 
-def _worker(conn: multiprocessing.connection.Connection, source: bytes | list, span: tuple[int, int]) -> None:
+def _worker(conn: multiprocessing.connection.Connection, source: str | Path | list, span: tuple[int, int]) -> None:
     """Body of a forked worker; it never returns, so its parsed JSON is never freed (os._exit)."""
     try:
         try:
-            data = parse_json_span(source, *span) if isinstance(source, bytes) else source[span[0]:span[1]]
-        except ValueError as err:  # includes JSONDecodeError and UnicodeDecodeError
+            data = source[span[0]:span[1]] if isinstance(source, list) else parse_json_span(read_span(source, *span))
+        except (OSError, ValueError) as err:  # ValueError includes JSONDecodeError and UnicodeDecodeError
             conn.send(("unparsable", str(err)))
             return
+        areas = _areas_by_result(data)
         conn.send(("parsed", len(data)))
         gt, name = pickle.loads(conn.recv_bytes())
         first_index = conn.recv()
         lengths: dict[object, tuple[int, int]] = {}
         try:
-            conn.send(("done", _detection_part(data, name, gt, first_index, lengths)))
+            conn.send(("done", _detection_part(data, name, gt, first_index, lengths, areas)))
         except YTVISEvalError as err:
             conn.send(("error", str(err), getattr(err, "index", None), lengths))
     except (EOFError, BrokenPipeError):

@@ -73,25 +73,46 @@ _ELEMENT_START = b'"video_id"'
 _MAX_CUT_TRIES = 64
 
 
-def split_json_array(raw: bytes, parts: int) -> list[tuple[int, int]] | None:
-    """Byte spans [start, stop) of ``parts`` runs of whole elements of a top-level JSON array.
+_WINDOW = 1 << 20
 
-    Cuts are guessed near equal sizes at a ``}``, ``,``, ``{"video_id"`` pattern (how results
-    files are written); a wrong guess is caught by :func:`parse_json_span`. None when the text
-    is not a plain UTF-8 array or no cut is found: the caller then parses it whole.
+
+def split_json_array(path: str | Path, parts: int) -> list[tuple[int, int]] | None:
+    """Byte spans [start, stop) of ``parts`` runs of whole elements of the file's top-level array.
+
+    Only small windows of the file are read: cuts are guessed near equal sizes at a ``}``,
+    ``,``, ``{"video_id"`` pattern (how results files are written); a wrong guess is caught by
+    :func:`parse_json_span`. None when the text is not a plain UTF-8 array or no cut is found:
+    the caller then parses the file whole.
     """
-    first, last = _skip_forward(raw, 0), _skip_back(raw, len(raw)) - 1
-    if raw[first:first + 1] != b"[" or raw[last:last + 1] != b"]" or b"\x00" in raw[:4]:
-        return None
-    starts, stops = [first + 1], []
-    for k in range(1, parts):
-        cut = _find_cut(raw, max(len(raw) * k // parts, starts[-1]), last)
-        if cut is None:
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        head = _read_at(f, 0, _WINDOW)
+        tail_start = max(size - _WINDOW, 0)
+        tail = _read_at(f, tail_start, _WINDOW)
+        first, last = _skip_forward(head, 0), tail_start + _skip_back(tail, len(tail)) - 1
+        if head[first:first + 1] != b"[" or tail[last - tail_start:last - tail_start + 1] != b"]" \
+                or b"\x00" in head[:4]:
             return None
-        stops.append(cut[0])
-        starts.append(cut[1])
+        starts, stops = [first + 1], []
+        for k in range(1, parts):
+            window_start = max(size * k // parts, starts[-1])
+            cut = _find_cut(_read_at(f, window_start, _WINDOW))
+            if cut is None or window_start + cut[1] >= last:
+                return None
+            stops.append(window_start + cut[0])
+            starts.append(window_start + cut[1])
     stops.append(last)
     return list(zip(starts, stops))
+
+
+def read_span(path: str | Path, start: int, stop: int) -> bytes:
+    with open(path, "rb") as f:
+        return _read_at(f, start, stop - start)
+
+
+def _read_at(f, start: int, length: int) -> bytes:
+    f.seek(start)
+    return f.read(length)
 
 
 def _skip_forward(raw: bytes, index: int) -> int:
@@ -106,23 +127,24 @@ def _skip_back(raw: bytes, index: int) -> int:
     return index
 
 
-def _find_cut(raw: bytes, position: int, limit: int) -> tuple[int, int] | None:
-    """(end of one element, start of the next) at the first plausible boundary after ``position``."""
+def _find_cut(window: bytes) -> tuple[int, int] | None:
+    """(end of one element, start of the next) at the first plausible boundary in ``window``."""
+    position = 0
     for _ in range(_MAX_CUT_TRIES):
-        key = raw.find(_ELEMENT_START, position, limit)
+        key = window.find(_ELEMENT_START, position)
         if key < 0:
             return None
         position = key + 1
-        start = _skip_back(raw, key) - 1
-        comma = _skip_back(raw, start) - 1
-        end = _skip_back(raw, comma)
-        if start > 0 and raw[start] == ord("{") and raw[comma] == ord(",") and raw[end - 1] == ord("}"):
+        start = _skip_back(window, key) - 1
+        comma = _skip_back(window, start) - 1
+        end = _skip_back(window, comma)
+        if end > 0 and window[start] == ord("{") and window[comma] == ord(",") and window[end - 1] == ord("}"):
             return end, start
     return None
 
 
-def parse_json_span(raw: bytes, start: int, stop: int) -> list:
-    """The comma-separated JSON values in ``raw[start:stop]``; ValueError unless exactly that.
+def parse_json_span(raw: bytes) -> list:
+    """The comma-separated JSON values in ``raw`` (a span); ValueError unless exactly that.
 
     Each value is decoded by the same C scanner ``json.loads`` uses. When the spans come from
     :func:`split_json_array` and all of them parse, the cuts are true top-level boundaries: a
@@ -131,7 +153,7 @@ def parse_json_span(raw: bytes, start: int, stop: int) -> list:
     where the previous one provably ended, after one comma. So the concatenated lists equal
     ``json.loads(raw)``.
     """
-    text = str(memoryview(raw)[start:stop], "utf-8", "surrogatepass")
+    text = str(raw, "utf-8", "surrogatepass")
     decode, skip = json.JSONDecoder().raw_decode, _WHITESPACE.match
     values, position = [], skip(text, 0).end()
     while position < len(text):
