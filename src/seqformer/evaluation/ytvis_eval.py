@@ -40,8 +40,8 @@ import numpy as np
 
 from seqformer.evaluation.rle_ops import crowd_overlap_ratios, exact_intersections, rle_areas
 from seqformer.evaluation.ytvis_inputs import (
-    Detections, GroundTruth, ResultError, YTVISEvalError, gc_paused, load_json, parse_json, parse_json_span, read_bytes,
-    read_span, split_json_array)
+    Detections, GroundTruth, ResultError, YTVISEvalError, gc_paused, load_json, parse_json, parse_json_file_span,
+    read_bytes, split_json_array)
 from seqformer.evaluation.ytvis_matching import (
     IOU_THRESHOLDS, MAX_DETS, STAT_KEYS, accumulate, match_group, outside_area_ranges, summarize)
 
@@ -250,7 +250,7 @@ def _worker(conn: multiprocessing.connection.Connection, source: str | Path | li
     """Body of a forked worker; it never returns, so its parsed JSON is never freed (os._exit)."""
     try:
         try:
-            data = source[span[0]:span[1]] if isinstance(source, list) else parse_json_span(read_span(source, *span))
+            data = source[span[0]:span[1]] if isinstance(source, list) else parse_json_file_span(source, *span)
         except (OSError, ValueError) as err:  # ValueError includes JSONDecodeError and UnicodeDecodeError
             conn.send(("unparsable", str(err)))
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import mmap
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,9 +106,11 @@ def split_json_array(path: str | Path, parts: int) -> list[tuple[int, int]] | No
     return list(zip(starts, stops))
 
 
-def read_span(path: str | Path, start: int, stop: int) -> bytes:
-    with open(path, "rb") as f:
-        return _read_at(f, start, stop - start)
+def parse_json_file_span(path: str | Path, start: int, stop: int) -> list:
+    """:func:`parse_json_span` of ``path[start:stop]``, decoded straight from a memory map."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        with memoryview(mapped) as whole, whole[start:stop] as span:
+            return parse_json_span(span)
 
 
 def _read_at(f, start: int, length: int) -> bytes:
@@ -143,7 +146,7 @@ def _find_cut(window: bytes) -> tuple[int, int] | None:
     return None
 
 
-def parse_json_span(raw: bytes) -> list:
+def parse_json_span(raw: bytes | memoryview) -> list:
     """The comma-separated JSON values in ``raw`` (a span); ValueError unless exactly that.
 
     Each value is decoded by the same C scanner ``json.loads`` uses. When the spans come from
