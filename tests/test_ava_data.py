@@ -273,3 +273,26 @@ def test_real_val_csv_and_activitynet_labelmap(tmp_path):
     assert ds.stats["boxes"] == len(in_map)
     with pytest.raises(FrameReadError, match="no frames for video"):
         ds[0]
+
+
+def test_flip_swaps_direction_dependent_labels(tmp_path):
+    """Mirroring a clip turns "walk left" into "walk right"; the synthetic set declares that pair."""
+    from seqformer.config import load_config
+
+    paths = generate_synth_ava(tmp_path, SynthAvaConfig(num_train_videos=2, num_val_videos=1, seconds=4))
+    base = ["model.num_frames=4", "data.ava_train_short_side=[96,96]", "data.ava_crop_size=96"]
+    plain = build_ava_dataset(load_config(paths["config"], base + ["data.ava_flip_prob=0.0"]), "train")
+    mirrored = build_ava_dataset(load_config(paths["config"], base + ["data.ava_flip_prob=1.0"]), "train")
+    left, right = plain.class_ids.index(1), plain.class_ids.index(2)
+    swapped = 0
+    for i in range(len(plain)):
+        (f0, t0), (f1, t1) = plain[i], mirrored[i]
+        order0, order1 = t0["boxes"][:, 0].argsort(), (1 - t1["boxes"][:, 0]).argsort()  # match actors by x
+        l0, l1 = t0["labels"][order0], t1["labels"][order1]
+        assert torch.equal(l0[:, left], l1[:, right]) and torch.equal(l0[:, right], l1[:, left])
+        others = [j for j in range(l0.shape[1]) if j not in (left, right)]
+        assert torch.equal(l0[:, others], l1[:, others])
+        swapped += int(l0[:, [left, right]].sum())
+    assert swapped > 0  # the check above was not vacuous
+    with pytest.raises(ValueError, match="flip pair"):
+        build_ava_dataset(load_config(paths["config"], base + ["data.ava_flip_pairs=[[1,4]]"]), "train")

@@ -119,6 +119,8 @@ class DataConfig:
     ava_train_short_side: list[int] = field(default_factory=lambda: [256, 320])
     ava_crop_size: int = 256
     ava_val_short_side: int = 256
+    ava_flip_prob: float = 0.5
+    ava_flip_pairs: list[list[int]] = field(default_factory=list)  # class ids swapped by a horizontal flip
     skip_corrupt_frames: bool = False
 
 

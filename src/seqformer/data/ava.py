@@ -68,7 +68,8 @@ class AVADataset(Dataset):
                  fps: float = 30, start_second: float = 900, train_short_side: Sequence[int] = (256, 320),
                  crop_size: int = 256, val_short_side: int = 256, exclusions: str | Path | None = None,
                  keyframe_list: str | Path | None = None, skip_corrupt_frames: bool = False,
-                 min_box_size: float = 2.0) -> None:
+                 min_box_size: float = 2.0, flip_prob: float = 0.5,
+                 flip_pairs: Sequence[Sequence[int]] = ()) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         if frames_root is None and video_dir is None:
@@ -80,6 +81,15 @@ class AVADataset(Dataset):
         self.labelmap = read_labelmap(labelmap)
         self.class_ids = [class_id for class_id, _ in self.labelmap]
         self.class_names = [name for _, name in self.labelmap]
+        # A horizontal flip turns e.g. "walk left" into "walk right": swap such label-map columns.
+        self.flip_prob = flip_prob
+        self.flip_permutation = np.arange(len(self.class_ids))
+        column = {class_id: j for j, class_id in enumerate(self.class_ids)}
+        for pair in flip_pairs:
+            if len(pair) != 2 or any(c not in column for c in pair):
+                raise ValueError(f"flip pair {list(pair)} must name two class ids of {labelmap}")
+            a, b = column[pair[0]], column[pair[1]]
+            self.flip_permutation[a], self.flip_permutation[b] = b, a
         if video_dir is not None:
             self.source: JpegFrameSource | VideoFileSource = VideoFileSource(video_dir, fps, start_second)
         else:
@@ -172,6 +182,8 @@ class AVADataset(Dataset):
         boxes, labels = self.annotations(i)
         cxcywh, keep = transform_boxes(boxes, plan, frames.shape[1:3],
                                        self.min_box_size if self.split == "train" else 0.0)
+        if plan.flip:
+            labels = labels[:, self.flip_permutation]
         target = {
             "boxes": torch.from_numpy(cxcywh[keep]),
             "labels": torch.from_numpy(labels[keep]),
@@ -185,7 +197,7 @@ class AVADataset(Dataset):
 
     def _plan(self, orig_hw: tuple[int, int]) -> ClipPlan:
         if self.split == "train":
-            return plan_train(orig_hw, self.train_short_side, self.crop_size)
+            return plan_train(orig_hw, self.train_short_side, self.crop_size, flip_prob=self.flip_prob)
         return plan_val(orig_hw, self.val_short_side)
 
     def _read_clip(self, video_id: str, second: int, video_frames: int, want_hw: tuple[int, int]) -> np.ndarray:
@@ -283,7 +295,8 @@ def build_ava_dataset(cfg, split: str, **overrides: Any) -> AVADataset:
         split=split, frames_root=d.ava_frames, frame_pattern=d.ava_frame_pattern, video_dir=d.ava_video_dir,
         num_frames=cfg.model.num_frames, frame_sample_rate=d.frame_sample_rate, fps=d.ava_fps,
         start_second=d.ava_start_second, train_short_side=d.ava_train_short_side, crop_size=d.ava_crop_size,
-        val_short_side=d.ava_val_short_side, exclusions=d.ava_exclusions, skip_corrupt_frames=d.skip_corrupt_frames)
+        val_short_side=d.ava_val_short_side, exclusions=d.ava_exclusions, skip_corrupt_frames=d.skip_corrupt_frames,
+        flip_prob=d.ava_flip_prob, flip_pairs=d.ava_flip_pairs)
     kwargs.update(overrides)
     csv_path = d.ava_train_csv if split == "train" else d.ava_val_csv
     return AVADataset(csv_path, d.ava_labelmap, **kwargs)

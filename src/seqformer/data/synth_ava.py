@@ -280,6 +280,7 @@ def _write_config(paths: dict[str, Path], cfg: SynthAvaConfig, out: Path) -> Non
                      "ava_labelmap": str(paths["labelmap"].resolve()),
                      "ava_exclusions": str(paths["exclusions"].resolve()),
                      "ava_fps": cfg.fps, "ava_start_second": cfg.start_second,
+                     "ava_flip_pairs": [[WALK_LEFT, WALK_RIGHT]],  # a mirrored walk left is a walk right
                      "ava_train_short_side": [min(cfg.height, cfg.width), min(cfg.height, cfg.width) * 5 // 4],
                      "ava_crop_size": min(cfg.height, cfg.width),
                      "ava_val_short_side": min(cfg.height, cfg.width)}}
