@@ -206,7 +206,7 @@ def _run_workers(groundtruth: str | Path | dict, source: str | Path | list, span
     parses the file whole, which also gives the right error message). Workers are always reaped.
     """
     context = multiprocessing.get_context("fork")
-    conns, procs = [], []
+    conns, procs, parts = [], [], None
     try:
         for span in spans:
             parent_end, child_end = context.Pipe()
@@ -225,15 +225,15 @@ def _run_workers(groundtruth: str | Path | dict, source: str | Path | list, span
             conn.send_bytes(shared)
             conn.send(first_index)
             first_index += count
-        return gt, _checked_parts([_receive(conn) for conn in conns], name)
+        parts = _checked_parts([_receive(conn) for conn in conns], name)
+        return gt, parts
     finally:
         for conn in conns:
             conn.close()
         for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
+            if parts is None:  # an error or a fallback: the workers' results are not wanted
                 proc.terminate()
-                proc.join()
+            proc.join()
 
 
 def _receive(conn: multiprocessing.connection.Connection) -> tuple:
