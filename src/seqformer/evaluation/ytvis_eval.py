@@ -159,7 +159,8 @@ def _pair_intersections(dets: Detections, frame_key: np.ndarray, owner: np.ndarr
     block = np.repeat(np.arange(len(entries)), entries)
     entry = np.arange(entries.sum()) - np.repeat(np.cumsum(entries) - entries, entries)
     frame = order[np.array(block_lo, dtype=np.int64)[block] + entry // num_anns[block]]
-    ann = np.array(ann_rows, dtype=np.int64)[np.repeat(np.cumsum(num_anns) - num_anns, entries) + entry % num_anns[block]]
+    first_ann = np.repeat(np.cumsum(num_anns) - num_anns, entries)
+    ann = np.array(ann_rows, dtype=np.int64)[first_ann + entry % num_anns[block]]
     inter = exact_intersections(np.concatenate(ratios), frame_area[frame])
     code, position = np.unique(owner[frame] * len(gt.ann_ids) + ann, return_inverse=True)
     total = np.bincount(position, weights=inter).astype(np.int64)
@@ -186,7 +187,8 @@ def _detection_parts(groundtruth: str | Path | dict, results: str | Path | list,
         name = "<in-memory results>"
         count = len(results) if isinstance(results, list) else 0
         bounds = [count * k // workers for k in range(workers + 1)]
-        spans = list(zip(bounds[:-1], bounds[1:])) if workers > 1 and count >= workers * MIN_RESULTS_PER_WORKER else None
+        if workers > 1 and count >= workers * MIN_RESULTS_PER_WORKER:
+            spans = list(zip(bounds[:-1], bounds[1:]))
     gt = None
     if spans and "fork" in multiprocessing.get_all_start_methods():
         gt, parts = _run_workers(groundtruth, results, spans, name)
