@@ -17,12 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="results json: list of {video_id, category_id, score, segmentations}")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write the 12 numbers (AP, AP50, ..., ARl) to this json file")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for parsing and mask intersections (default: min(2, CPUs))")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        stats = evaluate_ytvis(args.groundtruth, args.results)
+        stats = evaluate_ytvis(args.groundtruth, args.results, workers=args.workers)
     except YTVISEvalError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
