@@ -49,7 +49,11 @@ def read_videos(annotations: str | Path) -> list[VideoEntry]:
     for i, v in enumerate(data["videos"]):
         if not isinstance(v, dict) or "id" not in v or not isinstance(v.get("file_names"), list) or not v["file_names"]:
             raise VideoInputError(f"{path}: videos[{i}] needs 'id' and a non-empty 'file_names' list")
-        videos.append(VideoEntry(int(v["id"]), [str(f) for f in v["file_names"]]))
+        length = v.get("length", len(v["file_names"]))  # the original reads `length` frames
+        if not isinstance(length, int) or not 0 < length <= len(v["file_names"]):
+            raise VideoInputError(f"{path}: video {v['id']}: length {length!r} does not fit its "
+                                  f"{len(v['file_names'])} file_names")
+        videos.append(VideoEntry(int(v["id"]), [str(f) for f in v["file_names"][:length]]))
     return videos
 
 
