@@ -94,7 +94,7 @@ class AVATask:
     def evaluate(self, model: nn.Module, cfg: Config, device: torch.device, output_dir: str, epoch: int) -> dict[str, float]:
         from ..evaluation.ava_eval import evaluate_ava
 
-        rows = self.predict(model, cfg, device)
+        rows = self.predict(model, cfg, device, progress=False)
         if dist.is_initialized():
             gathered: list[list[tuple]] = [None] * dist.get_world_size()  # type: ignore[list-item]
             dist.all_gather_object(gathered, rows)
