@@ -10,6 +10,8 @@ import torch
 from tqdm import tqdm
 
 from ..config import load_config
+from ..engine.distributed import DistInfo
+from ..engine.distributed import resolve_device as engine_resolve_device
 from ..engine.predict_vis import iter_predictions, read_videos
 from ..models.build import build_model
 from ..models.weights import load_model_weights
@@ -27,9 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The inference device for a single process (same rules as training's ``train.device``)."""
+    return engine_resolve_device(name, DistInfo())
 
 
 def run(args: argparse.Namespace) -> int:
