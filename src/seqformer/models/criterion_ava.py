@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqformer.models.losses import Indices, average_num_boxes, sigmoid_focal_loss, source_index
+from seqformer.models.losses import Indices, average_num_boxes, sigmoid_focal_loss, source_index, with_aux_layers
 from seqformer.models.matcher import HungarianMatcherAVA, Targets, build_ava_matcher, keyframe_boxes
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
@@ -59,11 +59,7 @@ class SetCriterionAVA(nn.Module):
     def forward(self, outputs: dict[str, Any], targets: Targets) -> dict[str, torch.Tensor]:
         device = outputs["pred_logits"].device
         num_boxes = average_num_boxes(sum(len(t["boxes"]) for t in targets), device)
-        losses = self.layer_losses(outputs, targets, num_boxes, log=True)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            layer = self.layer_losses(aux, targets, num_boxes, log=False)
-            losses.update({f"{k}_{i}": v for k, v in layer.items()})
-        return losses
+        return with_aux_layers(outputs, lambda out, log: self.layer_losses(out, targets, num_boxes, log=log))
 
     def layer_losses(
         self, outputs: dict[str, Any], targets: Targets, num_boxes: float, log: bool

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqformer.models.losses import Indices, average_num_boxes, dice_loss, sigmoid_focal_loss, source_index
+from seqformer.models.losses import (Indices, average_num_boxes, dice_loss, sigmoid_focal_loss, source_index,
+                                     with_aux_layers)
 from seqformer.models.matcher import HungarianMatcherVIS, Targets, build_vis_matcher
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
@@ -87,11 +88,7 @@ class SetCriterionVIS(nn.Module):
         device = outputs["pred_logits"].device
         num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
         input_size = outputs.get("input_size")
-        losses = self.layer_losses(outputs, targets, num_boxes, input_size, log=True)
-        for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            layer = self.layer_losses(aux, targets, num_boxes, input_size, log=False)
-            losses.update({f"{k}_{i}": v for k, v in layer.items()})
-        return losses
+        return with_aux_layers(outputs, lambda out, log: self.layer_losses(out, targets, num_boxes, input_size, log=log))
 
     def layer_losses(
         self, outputs: dict[str, Any], targets: Targets, num_boxes: float, input_size: Any, log: bool

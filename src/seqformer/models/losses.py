@@ -72,3 +72,11 @@ def weighted_total(losses: dict[str, torch.Tensor], weight_dict: dict[str, float
     if not terms:
         raise KeyError(f"no loss key in common with the weight dict; losses: {sorted(losses)}")
     return torch.stack([t.reshape(()) for t in terms]).sum()
+
+
+def with_aux_layers(outputs: dict, layer_losses) -> dict:
+    """``layer_losses(layer_outputs, log)`` for the last layer, plus ``<key>_<i>`` for each aux layer ``i``."""
+    losses = layer_losses(outputs, True)
+    for i, aux in enumerate(outputs.get("aux_outputs", [])):
+        losses.update({f"{k}_{i}": v for k, v in layer_losses(aux, False).items()})
+    return losses
