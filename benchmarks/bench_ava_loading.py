@@ -11,6 +11,11 @@ Prints clips/s and the ratio to the baseline measured in the same run, plus the 
 time per clip (``__getitem__`` + collate share), which does not depend on how loaded the machine is:
 ``workers * 1000 / cpu_ms`` is the rate the same number of idle cores would sustain.
 
+``AVADataset`` hands out uint8 pixels and a per-clip colour map; the colour jitter + normalisation
+runs on the training device (``ClipBatch.normalized``).  Its cost is printed separately, on this
+CPU with one thread and, where available, on CUDA (the fork-style baseline's float conversion is
+inside its loading rate).
+
     .venv/bin/python benchmarks/bench_ava_loading.py --workers 2 --clips 96
 """
 from __future__ import annotations
@@ -106,6 +111,20 @@ def cpu_ms_per_clip(dataset: Dataset, collate, clips: int = 12) -> float:
     return (time.process_time() - start) * 1000 / clips
 
 
+def normalisation_ms_per_clip(dataset: Dataset, device: str, repeats: int = 5) -> float:
+    """Time of ``ClipBatch.normalized()`` for a collated batch of 2 on ``device``, per clip."""
+    batch, _ = collate_ava([dataset[0], dataset[1]])
+    batch = batch.to(device)
+    batch.normalized()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        batch.normalized()
+    sync()
+    return (time.perf_counter() - start) * 1000 / (2 * repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -129,6 +148,9 @@ def main() -> None:
                 rate = clips_per_second(ds, args.workers, args.clips, collate_ava)
                 print(f"  {name:32s} {rate:6.1f} clips/s ({rate / base:.2f}x) | "
                       f"{cpu_ms_per_clip(ds, collate_ava):6.1f} ms")
+            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+            print("  colour map + normalisation on the device, train clips: " + ", ".join(
+                f"{d} {normalisation_ms_per_clip(train, d):.1f} ms/clip" for d in devices))
 
 
 if __name__ == "__main__":

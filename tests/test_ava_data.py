@@ -13,7 +13,9 @@ from PIL import Image
 from seqformer.cli import main as cli_main
 from seqformer.data.ava import AVADataset, build_ava_dataset, clip_frame_indices, collate_ava
 from seqformer.data.ava_io import AvaFormatError
-from seqformer.data.ava_transforms import ClipPlan, denormalize, plan_train, plan_val, transform_boxes, transform_frames
+from seqformer.data.ava_transforms import (ClipPlan, denormalize, plan_train, plan_val, transform_boxes, transform_frames,
+                                          transform_pixels)
+from seqformer.utils.clip_batch import pad_clips
 from seqformer.data.synth_ava import (ACTIONS, JUMP, PULSE, SPIN, STAND, WALK_LEFT, WALK_RIGHT, SynthAvaConfig,
                                       _make_actor, generate_synth_ava, write_gt_csv, write_labelmap_pbtxt)
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, select_at_fps
@@ -35,7 +37,8 @@ def _labels(path: Path, ids=(1, 2)) -> Path:
 
 
 def _clip_levels(frames: torch.Tensor) -> np.ndarray:
-    return (denormalize(frames).mean(dim=(1, 2, 3)) * 255).numpy()
+    assert frames.dtype == torch.uint8  # datasets hand out pixels; the model normalises
+    return frames.double().mean(dim=(1, 2, 3)).numpy()
 
 
 def test_clip_indices_hand_computed_and_edges_repeated():
@@ -296,3 +299,23 @@ def test_flip_swaps_direction_dependent_labels(tmp_path):
     assert swapped > 0  # the check above was not vacuous
     with pytest.raises(ValueError, match="flip pair"):
         build_ava_dataset(load_config(paths["config"], base + ["data.ava_flip_pairs=[[1,4]]"]), "train")
+
+
+def test_uint8_batches_normalise_like_float_clips(tmp_path):
+    """Workers ship uint8 pixels + colour maps; ``normalized()`` equals transforming to float first."""
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (4, *hw, 3), dtype=np.uint8) for hw in [(40, 60), (30, 72)]]
+    plans = [plan_train(f.shape[1:3], (30, 40), 28, generator=torch.Generator().manual_seed(s))
+             for s, f in enumerate(frames)]
+    assert all(p.jitter is not None for p in plans)
+    float_batch = pad_clips([transform_frames(f, p) for f, p in zip(frames, plans)])
+    samples = []
+    for f, p in zip(frames, plans):
+        pixels, cmap = transform_pixels(f, p)
+        assert pixels.dtype == torch.uint8
+        samples.append((pixels, {"colour_map": cmap}))
+    batch, targets = collate_ava(samples)
+    assert batch.tensors.dtype == torch.uint8 and targets == [{}, {}]
+    torch.testing.assert_close(batch.mask, float_batch.mask)
+    torch.testing.assert_close(batch.normalized(), float_batch.tensors, atol=2e-5, rtol=0)
+    torch.testing.assert_close(batch.to("cpu").normalized(), float_batch.tensors, atol=2e-5, rtol=0)

@@ -3,7 +3,9 @@
 One sample per annotated keyframe ``(video_id, second)``, in sorted order.  A sample is a clip of
 ``num_frames`` frames, ``frame_sample_rate`` apart, with the keyframe at position
 ``num_frames // 2``; at a video boundary the edge frame is repeated so the keyframe keeps its
-position (the fork instead shifted the window, moving the keyframe).  Keyframe second ``S`` is frame
+position (the fork instead shifted the window, moving the keyframe).  Clips come out as uint8
+``[T,3,H,W]`` pixels with ``target["colour_map"]`` (colour jitter + normalisation, applied by the
+model on its device: :meth:`seqformer.utils.clip_batch.ClipBatch.normalized`).  Keyframe second ``S`` is frame
 index ``(S - start_second) * fps`` (AVA: ``(S - 900) * 30``) of a timeline whose frame ``k`` is
 stored at ``frame_pattern.format(video_id=..., frame=k + first_frame_number)``.
 
@@ -45,7 +47,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from seqformer.data.ava_io import read_ava_csv, read_exclusions, read_labelmap
-from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_frames
+from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, read_frames_index
 from seqformer.utils.clip_batch import ClipBatch, pad_clips
@@ -184,6 +186,7 @@ class AVADataset(Dataset):
                                        self.min_box_size if self.split == "train" else 0.0)
         if plan.flip:
             labels = labels[:, self.flip_permutation]
+        pixels, cmap = transform_pixels(frames, plan)
         target = {
             "boxes": torch.from_numpy(cxcywh[keep]),
             "labels": torch.from_numpy(labels[keep]),
@@ -192,8 +195,9 @@ class AVADataset(Dataset):
             "second": second,
             "size": torch.tensor(plan.out_hw, dtype=torch.int64),
             "orig_size": torch.tensor((info.height, info.width), dtype=torch.int64),
+            "colour_map": cmap,
         }
-        return transform_frames(frames, plan), target
+        return pixels, target
 
     def _plan(self, orig_hw: tuple[int, int]) -> ClipPlan:
         if self.split == "train":
@@ -234,10 +238,10 @@ _MALLOC_TUNED = False
 
 
 def _keep_large_allocations_in_worker_heap() -> None:
-    """In a DataLoader worker, stop glibc from mmap/munmap-ing every ~45 MB clip buffer.
+    """In a DataLoader worker, stop glibc from mmap/munmap-ing every large clip buffer.
 
     Each fresh mapping page-faults on first touch; keeping big blocks in the heap makes a training
-    clip ~1.5x cheaper (benchmarks/bench_ava_loading.py).  Worker processes only; no-op elsewhere.
+    clip cheaper (benchmarks/bench_ava_loading.py).  Worker processes only; no-op elsewhere.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED or get_worker_info() is None:
@@ -252,23 +256,26 @@ def _keep_large_allocations_in_worker_heap() -> None:
 
 
 def collate_ava(batch: list[tuple[torch.Tensor, dict[str, Any]] | None]) -> tuple[ClipBatch | None, list[dict]]:
-    """Pad ``[T,3,H,W]`` clips into a :class:`ClipBatch`; skipped samples (``None``) are dropped.
+    """Pad uint8 ``[T,3,H,W]`` clips into a :class:`ClipBatch` carrying the targets' colour maps.
 
-    A batch whose samples were all skipped comes back as ``(None, [])``.
+    Skipped samples (``None``) are dropped; a batch whose samples were all skipped comes back as
+    ``(None, [])``.  The colour maps move from the targets into the batch (applied by the model).
     """
     kept = [sample for sample in batch if sample is not None]
     if not kept:
         return None, []
     clips = [clip for clip, _ in kept]
-    if get_worker_info() is None:
-        return pad_clips(clips), [target for _, target in kept]
-    return _pad_clips_shared(clips), [target for _, target in kept]
+    targets = [{k: v for k, v in target.items() if k != "colour_map"} for _, target in kept]
+    padded = pad_clips(clips) if get_worker_info() is None else _pad_clips_shared(clips)
+    if all("colour_map" in target for _, target in kept):
+        padded.colour_map = torch.stack([target["colour_map"] for _, target in kept])
+    return padded, targets
 
 
 def _pad_clips_shared(clips: list[torch.Tensor]) -> ClipBatch:
     """``pad_clips`` writing straight into shared memory, as ``default_collate`` does in workers.
 
-    A float clip batch is ~45 MB per clip; padding into private memory and then having the worker
+    A clip batch is large (~11 MB of uint8 pixels per clip); padding into private memory and then having the worker
     queue copy it into shared memory would move it twice.  Same layout as ``pad_clips`` (tested).
     """
     t = clips[0].shape[0]

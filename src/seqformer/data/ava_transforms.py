@@ -14,15 +14,14 @@ the plan independent of the resolution frames were stored or decoded at.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map, colour_map
+
 
 
 @dataclass(frozen=True)
@@ -89,13 +88,12 @@ def transform_boxes(boxes_xyxy: np.ndarray, plan: ClipPlan, decoded_hw: tuple[in
     return cxcywh.astype(np.float32), keep
 
 
-def transform_frames(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> torch.Tensor:
-    """``uint8 [T,H,W,3]`` frames (any resolution) -> ImageNet-normalised ``float32 [T,3,oh,ow]``.
+def transform_pixels(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> tuple[torch.Tensor, torch.Tensor]:
+    """``uint8 [T,H,W,3]`` frames (any resolution) -> ``uint8 [T,3,oh,ow]`` pixels and their ``[3,3]`` colour map.
 
-    Crop, one antialiased resize of the whole stack (uint8 fast path), flip, then the colour jitter
-    and the normalisation folded into one per-channel affine map (+ a grey term for saturation):
-    a handful of passes over the clip and no per-frame Python work.  Jitter is therefore applied
-    without intermediate clipping to [0, 1].
+    Crop, one antialiased resize of the whole stack (uint8 fast path) and flip; the colour jitter
+    and the normalisation stay a per-clip affine map (:mod:`seqformer.utils.colour`) that the
+    training device applies, so workers never touch float clips.
     """
     x = torch.as_tensor(frames).permute(0, 3, 1, 2)  # channels-last strides: the fast uint8 resize path
     t, l, h, w = _region_pixels(plan, (x.shape[2], x.shape[3]))
@@ -104,40 +102,13 @@ def transform_frames(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> torch
         x = TF.resize(x, list(plan.out_hw), antialias=True)
     if plan.flip:
         x = x.flip(-1)
-    out = torch.empty(x.shape, dtype=torch.float32).copy_(x)  # contiguous NCHW float in one pass
-    scale, shift, grey_weight = _colour_affine(out, plan.jitter)
-    grey = None
-    if grey_weight is not None:
-        grey = out[:, 0].mul(_GREY[0]).add_(out[:, 1], alpha=_GREY[1]).add_(out[:, 2], alpha=_GREY[2])
-    out.mul_(scale).add_(shift)
-    if grey is not None:
-        out.addcmul_(grey[:, None], grey_weight)
-    return out
+    x = x.contiguous()
+    return x, colour_map(x, plan.jitter)
 
 
-_GREY = (0.299, 0.587, 0.114)
-
-
-def _colour_affine(pixels: torch.Tensor, jitter: tuple[float, float, float] | None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Per-channel ``scale``/``shift`` (and grey weight) mapping 0..255 pixels to normalised values.
-
-    With p = x/255: brightness b gives b*p; contrast c around the clip's mean grey m gives
-    c*b*p + (1-c)*m; saturation s mixes with the grey, which is c*b*grey(p) + (1-c)*m because the
-    grey weights sum to 1.  So channel k is s*c*b*p_k + (1-s)*c*b*grey(p) + (1-c)*m, then
-    ``(. - mean_k) / std_k``.
-    """
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    if jitter is None:
-        return 1 / (255 * std), -mean / std, None
-    b, c, s = jitter
-    sample = pixels[:, :, ::8, ::8]
-    m = b * float(sum(sample[:, k].mean() * g for k, g in enumerate(_GREY))) / 255
-    scale = s * c * b / (255 * std)
-    shift = ((1 - c) * m - mean) / std
-    grey_weight = None if math.isclose(s, 1.0) else (1 - s) * c * b / (255 * std)
-    return scale, shift, grey_weight
+def transform_frames(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> torch.Tensor:
+    """:func:`transform_pixels` with the colour map applied: ImageNet-normalised ``float32 [T,3,oh,ow]``."""
+    return apply_colour_map(*transform_pixels(frames, plan))
 
 
 def denormalize(frames: torch.Tensor) -> torch.Tensor:

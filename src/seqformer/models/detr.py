@@ -83,13 +83,14 @@ class VideoDETR(nn.Module):
     def _backbone_features(self, samples: ClipBatch):
         """Backbone maps flattened batch-major to [B*T_l, C, h, w], with masks, pos and T_l."""
         b, t = samples.tensors.shape[:2]
+        frames = samples.normalized()
         if self.is_3d:
-            feats, pos = self.backbone(samples.tensors.transpose(1, 2), samples.mask[:, 0])
+            feats, pos = self.backbone(frames.transpose(1, 2), samples.mask[:, 0])
             t_out = feats[-1][0].shape[0] // b
             base_mask = samples.mask[:, :: max(t // t_out, 1)][:, :t_out].flatten(0, 1)
             return feats, pos, t_out, base_mask
         flat_mask = samples.mask.flatten(0, 1)
-        feats, pos = self.backbone(samples.tensors.flatten(0, 1), flat_mask)
+        feats, pos = self.backbone(frames.flatten(0, 1), flat_mask)
         return feats, pos, t, flat_mask
 
     def forward_transformer(self, samples: ClipBatch) -> TransformerOutput:

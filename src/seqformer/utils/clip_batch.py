@@ -3,6 +3,10 @@
 The original packs frames of all clips into one flat ``[B*T,3,H,W]`` tensor and relies on an
 implicit batch-major order; the AVA fork broke that order.  Keeping the clip axis explicit
 (``[B,T,3,H,W]``) removes the ambiguity: flattening happens in exactly one place, the model.
+
+Frames travel either normalised (float) or as uint8 pixels with a per-clip colour map that the
+model applies on its own device (:meth:`ClipBatch.normalized`): data workers then move a quarter of
+the bytes and do no float work (see :mod:`seqformer.utils.colour`).
 """
 from __future__ import annotations
 
@@ -11,17 +15,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .colour import apply_colour_map
+
 
 @dataclass
 class ClipBatch:
-    tensors: torch.Tensor  # [B, T, 3, H_pad, W_pad] normalised frames
+    tensors: torch.Tensor  # [B, T, 3, H_pad, W_pad] normalised float frames, or uint8 pixels
     mask: torch.Tensor  # [B, T, H_pad, W_pad] bool, True = padding
+    colour_map: torch.Tensor | None = None  # [B, 3, 3] for uint8 pixels; None = plain normalisation
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "ClipBatch":
-        return ClipBatch(self.tensors.to(device, non_blocking=non_blocking), self.mask.to(device, non_blocking=non_blocking))
+        cmap = None if self.colour_map is None else self.colour_map.to(device, non_blocking=non_blocking)
+        return ClipBatch(self.tensors.to(device, non_blocking=non_blocking),
+                         self.mask.to(device, non_blocking=non_blocking), cmap)
 
     def pin_memory(self) -> "ClipBatch":
-        return ClipBatch(self.tensors.pin_memory(), self.mask.pin_memory())
+        cmap = None if self.colour_map is None else self.colour_map.pin_memory()
+        return ClipBatch(self.tensors.pin_memory(), self.mask.pin_memory(), cmap)
+
+    def normalized(self) -> torch.Tensor:
+        """Float frames for the model: uint8 pixels get their colour map here, padding stays 0."""
+        if self.tensors.is_floating_point():
+            return self.tensors
+        return apply_colour_map(self.tensors, self.colour_map).masked_fill_(self.mask.unsqueeze(2), 0.0)
 
     @property
     def shape(self) -> torch.Size:
