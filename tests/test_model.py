@@ -101,10 +101,14 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
         load_model_weights(model, tmp_path / "trunc.pth")
 
 
-def test_forward_backward_tiny_all_parameters_get_gradients():
+@pytest.mark.parametrize("mask_channels", [None, 8])
+def test_forward_backward_tiny_all_parameters_get_gradients(mask_channels):
     torch.manual_seed(0)
-    cfg = _tiny_cfg()
+    cfg = _tiny_cfg(**({} if mask_channels is None else {"model.mask_channels": mask_channels}))
     model = build_model(cfg).train()
+    channels = mask_channels or 64 // 32  # the original's hidden_dim // 32 by default
+    assert model.mask_head.lay2.out_channels == channels
+    assert model.controller.layers[-1].out_features == (channels + 2) * 8 + 8 * 8 + 8 + 8 + 8 + 1
     from seqformer.models.matcher import build_vis_matcher  # noqa: WPS433
 
     model.matcher = build_vis_matcher(cfg)

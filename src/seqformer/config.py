@@ -40,6 +40,7 @@ class ModelConfig:
     masks: bool = True
     rel_coord: bool = True
     mask_out_stride: int = 4
+    mask_channels: int | None = None  # mask feature channels; None = hidden_dim // 32 (original: 8)
     aux_loss: bool = True
     msda_impl: str = "auto"  # auto | pytorch | <registered backend>
     # 3-D (CSN) backbone options for action detection
@@ -294,8 +295,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.task must be 'vis' or 'ava', got {m.task!r}")
     if m.hidden_dim % m.nheads or (m.hidden_dim // m.nheads) % 1:
         raise ConfigError("model.hidden_dim must be divisible by model.nheads")
-    if m.masks and m.hidden_dim % 32:
-        raise ConfigError("model.masks needs hidden_dim divisible by 32 (mask branch uses hidden_dim/32 channels)")
+    if m.masks and m.mask_channels is None and m.hidden_dim % 32:
+        raise ConfigError("model.masks needs hidden_dim divisible by 32 (mask branch uses hidden_dim/32 channels) "
+                          "or model.mask_channels set")
     if m.num_frames < 1 or m.num_queries < 1 or m.num_classes < 1:
         raise ConfigError("num_frames, num_queries and num_classes must be positive")
     if cfg.loss.box_cost not in ("l1", "l2"):

@@ -79,6 +79,7 @@ def build_model(cfg: Config) -> nn.Module:
     """``SeqFormer`` (task ``vis``) or ``ActionSeqFormer`` (task ``ava``); matchers are attached by the task."""
     detr = build_detr(cfg)
     if cfg.model.task == "vis":
-        return SeqFormer(detr, rel_coord=cfg.model.rel_coord, mask_out_stride=cfg.model.mask_out_stride, masks=cfg.model.masks)
+        return SeqFormer(detr, rel_coord=cfg.model.rel_coord, mask_out_stride=cfg.model.mask_out_stride,
+                         masks=cfg.model.masks, mask_channels=cfg.model.mask_channels)
     return ActionSeqFormer(detr, actor_score=cfg.model.actor_score, tube_features=cfg.model.tube_features,
                            num_frames=cfg.model.num_frames)

@@ -1,7 +1,7 @@
 """CondInst-style dynamic mask head of SeqFormer (spec §1.9).
 
 A small FPN over the encoder memory (strides 32 -> 16 -> 8) gives an 8-channel mask feature map per
-frame.  Each instance query predicts (via the ``controller`` MLP owned by the model) the weights of
+frame (``model.mask_channels``; the original's ``hidden_dim // 32``).  Each instance query predicts (via the ``controller`` MLP owned by the model) the weights of
 three 1x1 convolutions (10 -> 8 -> 8 -> 1 with relative coordinates), applied to that feature map
 concatenated with pixel offsets to the instance's reference point.  Logits are upsampled from
 stride 8 to stride 4 with the original ``aligned_bilinear``.
@@ -29,12 +29,16 @@ def dynamic_param_sizes(in_channels: int, rel_coord: bool) -> tuple[list[int], l
 
 
 class MaskHeadSmallConv(nn.Module):
-    """FPN-style fusion of three encoder levels into a ``dim // 32``-channel stride-8 map."""
+    """FPN-style fusion of three encoder levels into an ``out_channels``-channel stride-8 map.
 
-    def __init__(self, dim: int, context_dim: int):
+    The original fixes ``out_channels = dim // 32`` (8 at dim 256); small models need it set, as
+    ``dim // 32`` leaves a 64-wide model 2 channels to shape every mask with.
+    """
+
+    def __init__(self, dim: int, context_dim: int, out_channels: int | None = None):
         super().__init__()
         self.lay1 = nn.Conv2d(dim, dim // 4, 3, padding=1)
-        self.lay2 = nn.Conv2d(dim // 4, dim // 32, 3, padding=1)
+        self.lay2 = nn.Conv2d(dim // 4, out_channels or dim // 32, 3, padding=1)
         self.lay3 = nn.Conv2d(context_dim, context_dim, 3, padding=1)
         self.lay4 = nn.Conv2d(context_dim, context_dim, 3, padding=1)
         self.dcn = nn.Conv2d(context_dim, context_dim, 3, padding=1)  # a plain conv despite the name

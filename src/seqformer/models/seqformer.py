@@ -28,6 +28,7 @@ class SeqFormer(nn.Module):
         mask_out_stride: int = 4,
         matcher: Matcher | None = None,
         masks: bool = True,
+        mask_channels: int | None = None,
     ):
         super().__init__()
         self.detr = detr
@@ -35,21 +36,21 @@ class SeqFormer(nn.Module):
         self.mask_out_stride = mask_out_stride
         self.with_masks = masks
         hidden_dim = detr.transformer.d_model
-        self.in_channels = hidden_dim // 32
+        self.in_channels = mask_channels or hidden_dim // 32  # 8 at the original's hidden_dim 256
         if masks:
             w_sizes, b_sizes = dynamic_param_sizes(self.in_channels, rel_coord)
             self.controller = MLP(hidden_dim, hidden_dim, sum(w_sizes) + sum(b_sizes), 3)
             for layer in self.controller.layers:
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
-            self.mask_head = MaskHeadSmallConv(hidden_dim, hidden_dim)
+            self.mask_head = MaskHeadSmallConv(hidden_dim, hidden_dim, self.in_channels)
         self.matcher = matcher  # plain callable, not a submodule (no parameters)
 
     # -- mask rendering ------------------------------------------------------------------
     def _mask_features(self, heads: HeadOutputs) -> torch.Tensor:
         out = heads.transformer
         maps = level_maps(out.memory, out.spatial_shapes, 3)
-        feats = self.mask_head(maps)  # [B*T, C/32, h, w]
+        feats = self.mask_head(maps)  # [B*T, in_channels, h, w]
         b, t = out.memory.shape[:2]
         return feats.view(b, t, *feats.shape[1:])
 
