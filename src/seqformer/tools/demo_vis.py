@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo_vis", help="folder for data, checkpoints, results, plots")
     parser.add_argument("--config", default=str(CONFIG))
     parser.add_argument("--train-videos", type=int, default=48)
-    parser.add_argument("--val-videos", type=int, default=8)
+    parser.add_argument("--val-videos", type=int, default=16)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
