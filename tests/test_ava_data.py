@@ -13,12 +13,12 @@ from PIL import Image
 from seqformer.cli import main as cli_main
 from seqformer.data.ava import AVADataset, build_ava_dataset, clip_frame_indices, collate_ava
 from seqformer.data.ava_io import AvaFormatError
-from seqformer.data.ava_transforms import (ClipPlan, denormalize, plan_train, plan_val, transform_boxes, transform_frames,
-                                          transform_pixels)
-from seqformer.utils.clip_batch import pad_clips
+from seqformer.data.ava_transforms import (ClipPlan, denormalize, plan_train, plan_val, transform_boxes,
+                                          transform_frames, transform_pixels)
 from seqformer.data.synth_ava import (ACTIONS, JUMP, PULSE, SPIN, STAND, WALK_LEFT, WALK_RIGHT, SynthAvaConfig,
                                       _make_actor, generate_synth_ava, write_gt_csv, write_labelmap_pbtxt)
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, select_at_fps
+from seqformer.utils.clip_batch import pad_clips
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ava"
 
@@ -301,7 +301,7 @@ def test_flip_swaps_direction_dependent_labels(tmp_path):
         build_ava_dataset(load_config(paths["config"], base + ["data.ava_flip_pairs=[[1,4]]"]), "train")
 
 
-def test_uint8_batches_normalise_like_float_clips(tmp_path):
+def test_uint8_batches_normalise_like_float_clips():
     """Workers ship uint8 pixels + colour maps; ``normalized()`` equals transforming to float first."""
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (4, *hw, 3), dtype=np.uint8) for hw in [(40, 60), (30, 72)]]

@@ -5,9 +5,9 @@ One sample per annotated keyframe ``(video_id, second)``, in sorted order.  A sa
 ``num_frames // 2``; at a video boundary the edge frame is repeated so the keyframe keeps its
 position (the fork instead shifted the window, moving the keyframe).  Clips come out as uint8
 ``[T,3,H,W]`` pixels with ``target["colour_map"]`` (colour jitter + normalisation, applied by the
-model on its device: :meth:`seqformer.utils.clip_batch.ClipBatch.normalized`).  Keyframe second ``S`` is frame
-index ``(S - start_second) * fps`` (AVA: ``(S - 900) * 30``) of a timeline whose frame ``k`` is
-stored at ``frame_pattern.format(video_id=..., frame=k + first_frame_number)``.
+model on its device: :meth:`seqformer.utils.clip_batch.ClipBatch.normalized`).  Keyframe second
+``S`` is frame index ``(S - start_second) * fps`` (AVA: ``(S - 900) * 30``) of a timeline whose
+frame ``k`` is stored at ``frame_pattern.format(video_id=..., frame=k + first_frame_number)``.
 
 Targets: one row per unique (box, person_id) of the keyframe (per identical box when the CSV has no
 person ids), with a multi-hot over the label map *in file order* (column j = j-th pbtxt entry, so
@@ -275,8 +275,8 @@ def collate_ava(batch: list[tuple[torch.Tensor, dict[str, Any]] | None]) -> tupl
 def _pad_clips_shared(clips: list[torch.Tensor]) -> ClipBatch:
     """``pad_clips`` writing straight into shared memory, as ``default_collate`` does in workers.
 
-    A clip batch is large (~11 MB of uint8 pixels per clip); padding into private memory and then having the worker
-    queue copy it into shared memory would move it twice.  Same layout as ``pad_clips`` (tested).
+    A clip batch is large (~11 MB of uint8 pixels per clip); padding into private memory and then
+    having the worker queue copy it into shared memory would move it twice.  Same layout as ``pad_clips`` (tested).
     """
     t = clips[0].shape[0]
     h = max(c.shape[2] for c in clips)

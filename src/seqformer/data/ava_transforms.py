@@ -23,7 +23,6 @@ from torchvision.transforms.v2 import functional as TF
 from ..utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map, colour_map
 
 
-
 @dataclass(frozen=True)
 class ClipPlan:
     region: tuple[float, float, float, float]  # top, left, height, width as fractions of the frame
@@ -89,7 +88,7 @@ def transform_boxes(boxes_xyxy: np.ndarray, plan: ClipPlan, decoded_hw: tuple[in
 
 
 def transform_pixels(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> tuple[torch.Tensor, torch.Tensor]:
-    """``uint8 [T,H,W,3]`` frames (any resolution) -> ``uint8 [T,3,oh,ow]`` pixels and their ``[3,3]`` colour map.
+    """``uint8 [T,H,W,3]`` frames (any size) -> ``uint8 [T,3,oh,ow]`` pixels and their ``[3,3]`` colour map.
 
     Crop, one antialiased resize of the whole stack (uint8 fast path) and flip; the colour jitter
     and the normalisation stay a per-clip affine map (:mod:`seqformer.utils.colour`) that the

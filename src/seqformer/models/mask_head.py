@@ -1,9 +1,10 @@
 """CondInst-style dynamic mask head of SeqFormer (spec §1.9).
 
 A small FPN over the encoder memory (strides 32 -> 16 -> 8) gives an 8-channel mask feature map per
-frame (``model.mask_channels``; the original's ``hidden_dim // 32``).  Each instance query predicts (via the ``controller`` MLP owned by the model) the weights of
-three 1x1 convolutions (10 -> 8 -> 8 -> 1 with relative coordinates), applied to that feature map
-concatenated with pixel offsets to the instance's reference point.  Logits are upsampled from
+frame (``model.mask_channels``; the original's ``hidden_dim // 32``).  Each instance query predicts
+(via the ``controller`` MLP owned by the model) the weights of three 1x1 convolutions
+(10 -> 8 -> 8 -> 1 with relative coordinates), applied to that feature map concatenated with pixel
+offsets to the instance's reference point.  Logits are upsampled from
 stride 8 to stride 4 with the original ``aligned_bilinear``.
 
 Instances are processed as a batch (one einsum per layer) instead of a grouped convolution; the
