@@ -1,10 +1,10 @@
 """AVA frame-mAP: hand-computed cases, official edge-case semantics, agreement with the reference."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,18 @@ def test_detection_only_tries_its_max_iou_gt(tmp_path):
     assert _evaluate(tmp_path, gt, det)["per_class"]["c1"] == pytest.approx(0.5, abs=1e-12)
 
 
+def test_opt_in_ignores_keyframes_without_gt(tmp_path):
+    # Keyframe w has GT of another class only (still annotated): its c1 detection stays a FP;
+    # keyframe x has no GT at all and is dropped with the option.
+    gt = [f"v,0902,{FULL},1", f"w,0902,{FULL},2"]
+    det = [f"v,0902,{FULL},1,0.5", f"w,0902,{FULL},1,0.9", f"x,0902,{FULL},1,0.95"]
+    files = _files(tmp_path, gt, det)
+    official = evaluate_ava(*files)["per_class"]["c1"]
+    subset = evaluate_ava(*files, ignore_keyframes_without_gt=True)["per_class"]["c1"]
+    assert official == pytest.approx(1 / 3, abs=1e-12)  # FP 0.95, FP 0.9, TP 0.5
+    assert subset == pytest.approx(1 / 2, abs=1e-12)  # FP 0.9, TP 0.5
+
+
 def test_no_detections_gives_zero_ap_and_no_gt_gives_nan(tmp_path):
     result = _evaluate(tmp_path, [f"v,0902,{FULL},1"], [f"v,0902,{FULL},2,0.9"])
     assert result["per_class"]["c1"] == 0.0
@@ -87,6 +99,18 @@ def test_detections_on_keyframes_without_gt_are_false_positives(tmp_path):
     gt = [f"v,0902,{FULL},1"]
     det = [f"v,0902,{FULL},1,0.9", f"w,0902,{FULL},1,0.95"]
     assert _evaluate(tmp_path, gt, det)["per_class"]["c1"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_opt_in_ignores_keyframes_without_gt(tmp_path):
+    # Keyframe w has GT of another class only (still annotated): its c1 detection stays a FP;
+    # keyframe x has no GT at all and is dropped with the option.
+    gt = [f"v,0902,{FULL},1", f"w,0902,{FULL},2"]
+    det = [f"v,0902,{FULL},1,0.5", f"w,0902,{FULL},1,0.9", f"x,0902,{FULL},1,0.95"]
+    files = _files(tmp_path, gt, det)
+    official = evaluate_ava(*files)["per_class"]["c1"]
+    subset = evaluate_ava(*files, ignore_keyframes_without_gt=True)["per_class"]["c1"]
+    assert official == pytest.approx(1 / 3, abs=1e-12)  # FP 0.95, FP 0.9, TP 0.5
+    assert subset == pytest.approx(1 / 2, abs=1e-12)  # FP 0.9, TP 0.5
 
 
 def test_exclusions_drop_gt_and_detections(tmp_path):
@@ -193,12 +217,14 @@ def test_real_val_gt_against_jittered_copy(tmp_path):
 
 
 def test_cli_writes_table_json_and_plot(tmp_path, capsys):
-    from seqformer.tools.evaluate_ava import run
+    from seqformer.tools.evaluate_ava import add_arguments, run
 
     files = _files(tmp_path, [f"v,0902,{FULL},1"], [f"v,0902,{FULL},1,0.9"])
     out = tmp_path / "res" / "ava.json"
-    args = Namespace(labelmap=files[0], groundtruth=files[1], detections=files[2], exclusions=None,
-                     json=str(out), plot=None, no_plot=False)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--labelmap", files[0], "--groundtruth", files[1], "--detections", files[2],
+                              "--json", str(out)])
     assert run(args) == 0
     printed = capsys.readouterr().out
     assert "c1" in printed and "mAP" in printed

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groundtruth", required=True, help="GT CSV: video,second,x1,y1,x2,y2,action[,person]")
     parser.add_argument("--detections", required=True, help="detection CSV: video,second,x1,y1,x2,y2,action,score")
     parser.add_argument("--exclusions", default=None, help="excluded timestamps CSV: video,second")
+    parser.add_argument("--ignore-keyframes-without-gt", action="store_true",
+                        help="drop detections on keyframes without ground truth (default: false positives, "
+                             "as the official code counts them); for evaluating on a subset of the videos")
     parser.add_argument("--json", default=None, metavar="OUT", help="write results as JSON")
     parser.add_argument("--plot", default=None, metavar="OUT.png",
                         help=f"per-class AP bar chart (default: next to --json as <stem>_per_class_ap.png, "
@@ -29,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from seqformer.evaluation.ava_eval import evaluate_ava
 
-    result = evaluate_ava(args.labelmap, args.groundtruth, args.detections, args.exclusions)
+    result = evaluate_ava(args.labelmap, args.groundtruth, args.detections, args.exclusions,
+                          ignore_keyframes_without_gt=args.ignore_keyframes_without_gt)
     print(format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
