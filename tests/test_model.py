@@ -101,17 +101,13 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
         load_model_weights(model, tmp_path / "trunc.pth")
 
 
-@pytest.mark.parametrize("mask_channels,mask_feat_stride", [(None, 8), (8, 8), (8, 4)])
-def test_forward_backward_tiny_all_parameters_get_gradients(mask_channels, mask_feat_stride):
+@pytest.mark.parametrize("mask_channels", [None, 8])
+def test_forward_backward_tiny_all_parameters_get_gradients(mask_channels):
     torch.manual_seed(0)
-    overrides = {"model.mask_feat_stride": mask_feat_stride}
-    if mask_channels is not None:
-        overrides["model.mask_channels"] = mask_channels
-    cfg = _tiny_cfg(**overrides)
+    cfg = _tiny_cfg(**({} if mask_channels is None else {"model.mask_channels": mask_channels}))
     model = build_model(cfg).train()
     channels = mask_channels or 64 // 32  # the original's hidden_dim // 32 by default
     assert model.mask_head.lay2.out_channels == channels
-    assert hasattr(model.mask_head, "fine_lateral") == (mask_feat_stride == 4)
     assert model.controller.layers[-1].out_features == (channels + 2) * 8 + 8 * 8 + 8 + 8 + 8 + 1
     from seqformer.models.matcher import build_vis_matcher  # noqa: WPS433
 
@@ -141,39 +137,6 @@ def test_forward_backward_tiny_all_parameters_get_gradients(mask_channels, mask_
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     # encoder-side output_proj_box is unused by design (kept for checkpoint compatibility)
     assert all("encoder" in n and "output_proj_box" in n for n in no_grad), no_grad[:5]
-
-
-def test_stride4_mask_features_feed_the_dynamic_head_at_stride_4():
-    from seqformer.models.mask_head import aligned_bilinear, dynamic_mask_logits
-
-    torch.manual_seed(0)
-    model = build_model(_tiny_cfg(**{"model.mask_feat_stride": 4, "model.mask_channels": 8})).eval()
-    heads = model.detr.forward_heads(pad_clips([torch.randn(1, 3, 64, 96)], 32))
-    assert heads.fine.shape == (1, model.detr.backbone[0].fine_channels, 16, 24)  # backbone stride 4
-    assert model._mask_features(heads).shape == (1, 1, 8, 16, 24)
-    # Dynamic convs that pass channel 0 through: at stride 4 the logits are that channel itself,
-    # at stride 8 its aligned-bilinear x2 upsampling (the original path).
-    w1, w2, w3 = torch.zeros(8, 8), torch.zeros(8, 8), torch.zeros(1, 8)
-    w1[0, 0] = w2[0, 0] = w3[0, 0] = 1.0
-    params = torch.cat([w1.flatten(), w2.flatten(), w3.flatten(), torch.zeros(17)])[None]
-    x = torch.rand(1, 8, 16, 24)
-    fine = dynamic_mask_logits(x, params, None, 8, out_stride=4, feat_stride=4)
-    torch.testing.assert_close(fine, x[:, 0])
-    coarse = dynamic_mask_logits(x, params, None, 8, out_stride=4, feat_stride=8)
-    torch.testing.assert_close(coarse, aligned_bilinear(x[:, :1], 2)[:, 0])
-
-
-def test_mask_feat_stride_is_validated():
-    from seqformer.config import ConfigError
-    from seqformer.models.build import build_detr
-    from seqformer.models.seqformer import SeqFormer
-
-    with pytest.raises(ConfigError, match="mask_feat_stride"):
-        _tiny_cfg(**{"model.mask_feat_stride": 2})
-    detr_without_fine = build_detr(_tiny_cfg())  # built for stride 8
-    with pytest.raises(ValueError, match="fine_features"):
-        SeqFormer(detr_without_fine, mask_feat_stride=4)
-
 
 
 def test_batch_is_not_mixed_across_clips():

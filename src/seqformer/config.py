@@ -41,7 +41,6 @@ class ModelConfig:
     rel_coord: bool = True
     mask_out_stride: int = 4
     mask_channels: int | None = None  # mask feature channels; None = hidden_dim // 32 (original: 8)
-    mask_feat_stride: int = 8  # 8 = original; 4 also fuses the backbone's stride-4 map (finer masks)
     aux_loss: bool = True
     msda_impl: str = "auto"  # auto | pytorch | <registered backend>
     # 3-D (CSN) backbone options for action detection
@@ -299,9 +298,6 @@ def validate(cfg: Config) -> None:
     if m.masks and m.mask_channels is None and m.hidden_dim % 32:
         raise ConfigError("model.masks needs hidden_dim divisible by 32 (mask branch uses hidden_dim/32 channels) "
                           "or model.mask_channels set")
-    if m.mask_feat_stride not in (4, 8) or m.mask_feat_stride % m.mask_out_stride:
-        raise ConfigError(f"model.mask_feat_stride must be 4 or 8 and a multiple of model.mask_out_stride "
-                          f"({m.mask_out_stride}), got {m.mask_feat_stride}")
     if m.num_frames < 1 or m.num_queries < 1 or m.num_classes < 1:
         raise ConfigError("num_frames, num_queries and num_classes must be positive")
     if cfg.loss.box_cost not in ("l1", "l2"):

@@ -90,12 +90,10 @@ class Backbone2D(nn.Module):
             for pname, param in net.named_parameters():
                 if not train_backbone or not any(layer in pname for layer in ("layer2", "layer3", "layer4")):
                     param.requires_grad_(False)
-            # layer1 (stride 4) is returned only to callers asking for it (with_fine).
-            self.body = IntermediateLayerGetter(
-                net, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"})
+            # layer1 is still run (it feeds layer2) but its output is not returned.
+            self.body = IntermediateLayerGetter(net, return_layers={"layer2": "1", "layer3": "2", "layer4": "3"})
             self.strides = [8, 16, 16 if dilation else 32]
             self.num_channels = [512, 1024, 2048]
-            self.fine_channels = 256
             self._swin_stages: tuple[int, ...] | None = None
         elif name in SWIN_CONFIGS:
             if dilation:
@@ -105,27 +103,20 @@ class Backbone2D(nn.Module):
                 self.body.requires_grad_(False)
             self.strides = [2 ** (s + 2) for s in _SWIN_STAGES]
             self.num_channels = [self.body.num_features[s] for s in _SWIN_STAGES]
-            # Stage 0 (stride 4) can be returned only where the variant has its output norm.
-            self.fine_channels = self.body.num_features[0] if 0 in self.body.norm_indices else None
             self._swin_stages = _SWIN_STAGES
         else:
             raise ValueError(f"unknown backbone {name!r}; choose from {sorted(RESNET_NAMES + SWIN_NAMES)}")
 
-    def forward(self, tensors: torch.Tensor, mask: torch.Tensor, with_fine: bool = False):
-        """tensors [N, 3, H, W], mask [N, H, W] bool (True = padding) -> [(map [N, C, h, w], mask [N, h, w])]
-        at strides 8/16/32; with ``with_fine`` also the stride-4 map [N, fine_channels, H/4, W/4]: (levels, fine).
-        """
+    def forward(self, tensors: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """tensors [N, 3, H, W], mask [N, H, W] bool (True = padding) -> [(map [N, C, h, w], mask [N, h, w])]."""
         if tensors.dim() != 4 or mask.shape != (tensors.shape[0],) + tensors.shape[-2:] or mask.dtype != torch.bool:
             raise ValueError(f"expected tensors [N,3,H,W] and a bool mask [N,H,W]; got {tuple(tensors.shape)} "
                              f"and {tuple(mask.shape)} {mask.dtype}")
         if self._swin_stages is None:
             maps = self.body(tensors)
         else:
-            maps = self.body(tensors, stages=((0,) if with_fine else ()) + self._swin_stages)
-        ordered = [x for _, x in sorted(maps.items())]
-        fine, levels = (ordered[0], ordered[1:]) if len(ordered) == 4 else (None, ordered)
-        levels = [(x, _interpolate_mask(mask, x.shape[-2:])) for x in levels]
-        return (levels, fine) if with_fine else levels
+            maps = self.body(tensors, stages=self._swin_stages)
+        return [(x, _interpolate_mask(mask, x.shape[-2:])) for _, x in sorted(maps.items())]
 
 
 class PositionEmbeddingSine(nn.Module):
@@ -200,12 +191,6 @@ class Joiner(nn.Sequential):
         features = self[0](tensors, mask)
         pos = [self[1](level_mask).to(x.dtype) for x, level_mask in features]
         return features, pos
-
-    def forward_with_fine(self, tensors: torch.Tensor, mask: torch.Tensor):
-        """:meth:`forward` plus the backbone's stride-4 map (no position encoding): (features, pos, fine)."""
-        features, fine = self[0](tensors, mask, with_fine=True)
-        pos = [self[1](level_mask).to(x.dtype) for x, level_mask in features]
-        return features, pos, fine
 
 
 def build_position_encoding(kind: str = "sine", hidden_dim: int = 256) -> nn.Module:

@@ -72,7 +72,6 @@ def build_detr(cfg: Config) -> VideoDETR:
         aux_loss=m.aux_loss,
         with_box_refine=m.with_box_refine,
         is_3d=is_3d,
-        fine_features=m.task == "vis" and m.masks and m.mask_feat_stride == 4,
     )
 
 
@@ -81,7 +80,6 @@ def build_model(cfg: Config) -> nn.Module:
     detr = build_detr(cfg)
     if cfg.model.task == "vis":
         return SeqFormer(detr, rel_coord=cfg.model.rel_coord, mask_out_stride=cfg.model.mask_out_stride,
-                         masks=cfg.model.masks, mask_channels=cfg.model.mask_channels,
-                         mask_feat_stride=cfg.model.mask_feat_stride)
+                         masks=cfg.model.masks, mask_channels=cfg.model.mask_channels)
     return ActionSeqFormer(detr, actor_score=cfg.model.actor_score, tube_features=cfg.model.tube_features,
                            num_frames=cfg.model.num_frames)

@@ -25,7 +25,6 @@ class HeadOutputs:
     boxes: list[torch.Tensor]  # per decoder layer [B, T, Q, 4] sigmoid cxcywh
     references: list[torch.Tensor]  # per decoder layer, the layer's *input* reference (inverse-sigmoid), [B, T, Q, 2|4]
     transformer: TransformerOutput
-    fine: torch.Tensor | None = None  # backbone stride-4 map [B*T, C, H/4, W/4] when fine_features is on
 
 
 def _prior_bias(prob: float = 0.01) -> float:
@@ -43,14 +42,8 @@ class VideoDETR(nn.Module):
         aux_loss: bool = True,
         with_box_refine: bool = True,
         is_3d: bool = False,
-        fine_features: bool = False,
     ):
-        """``fine_features``: also keep the backbone's stride-4 map (for a stride-4 mask head)."""
         super().__init__()
-        if fine_features and (is_3d or getattr(backbone[0], "fine_channels", None) is None):
-            raise ValueError("this backbone cannot return stride-4 features (model.mask_feat_stride: 4 needs "
-                             "tiny, a ResNet or a Swin with a stage-0 norm)")
-        self.fine_features = fine_features
         hidden_dim = transformer.d_model
         self.num_queries, self.num_classes = num_queries, num_classes
         self.num_feature_levels = num_feature_levels
@@ -88,26 +81,21 @@ class VideoDETR(nn.Module):
         self.backbone = backbone
 
     def _backbone_features(self, samples: ClipBatch):
-        """Backbone maps flattened batch-major to [B*T_l, C, h, w], with masks, pos, T_l and the
-        stride-4 map (None unless ``fine_features``)."""
+        """Backbone maps flattened batch-major to [B*T_l, C, h, w], with masks, pos and T_l."""
         b, t = samples.tensors.shape[:2]
         frames = samples.normalized()
         if self.is_3d:
             feats, pos = self.backbone(frames.transpose(1, 2), samples.mask[:, 0])
             t_out = feats[-1][0].shape[0] // b
             base_mask = samples.mask[:, :: max(t // t_out, 1)][:, :t_out].flatten(0, 1)
-            return feats, pos, t_out, base_mask, None
+            return feats, pos, t_out, base_mask
         flat_mask = samples.mask.flatten(0, 1)
-        if self.fine_features:
-            feats, pos, fine = self.backbone.forward_with_fine(frames.flatten(0, 1), flat_mask)
-            return feats, pos, t, flat_mask, fine
         feats, pos = self.backbone(frames.flatten(0, 1), flat_mask)
-        return feats, pos, t, flat_mask, None
+        return feats, pos, t, flat_mask
 
-    def forward_transformer(self, samples: ClipBatch) -> tuple[TransformerOutput, torch.Tensor | None]:
-        """Transformer outputs and the backbone's stride-4 map (None unless ``fine_features``)."""
+    def forward_transformer(self, samples: ClipBatch) -> TransformerOutput:
         b = samples.tensors.shape[0]
-        feats, pos, t, base_mask, fine = self._backbone_features(samples)
+        feats, pos, t, base_mask = self._backbone_features(samples)
         srcs, masks, poses = [], [], []
 
         def add_level(src: torch.Tensor, mask: torch.Tensor, p: torch.Tensor) -> None:
@@ -125,10 +113,10 @@ class VideoDETR(nn.Module):
             mask = interpolate_mask(base_mask, src.shape[-2:])
             add_level(src, mask, self.backbone[1](mask).to(src.dtype))
             prev = src
-        return self.transformer(srcs, masks, poses, self.query_embed.weight), fine
+        return self.transformer(srcs, masks, poses, self.query_embed.weight)
 
     def forward_heads(self, samples: ClipBatch) -> HeadOutputs:
-        out, fine = self.forward_transformer(samples)
+        out = self.forward_transformer(samples)
         logits, boxes, refs = [], [], []
         for lvl in range(out.hs.shape[0]):
             ref = out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
@@ -141,7 +129,7 @@ class VideoDETR(nn.Module):
             logits.append(self.class_embed[lvl](out.hs[lvl]))
             boxes.append(tmp.sigmoid())
             refs.append(ref)
-        return HeadOutputs(logits, boxes, refs, out, fine)
+        return HeadOutputs(logits, boxes, refs, out)
 
 
 def unpadded_sizes(samples: ClipBatch) -> torch.Tensor:

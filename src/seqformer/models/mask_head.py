@@ -7,10 +7,6 @@ frame (``model.mask_channels``; the original's ``hidden_dim // 32``).  Each inst
 offsets to the instance's reference point.  Logits are upsampled from
 stride 8 to stride 4 with the original ``aligned_bilinear``.
 
-``model.mask_feat_stride: 4`` (not in the original) fuses the backbone's stride-4 map into that
-FPN so the dynamic convs run at stride 4: at stride 8 a 128x192 frame gives 16x24 logits, which
-caps the video IoU of 20-40 px objects well below 0.9 however good the model.
-
 Instances are processed as a batch (one einsum per layer) instead of a grouped convolution; the
 arithmetic is the same.  Frames are looped so memory stays O(instances x one frame).
 """
@@ -34,41 +30,30 @@ def dynamic_param_sizes(in_channels: int, rel_coord: bool) -> tuple[list[int], l
 
 
 class MaskHeadSmallConv(nn.Module):
-    """FPN-style fusion of three encoder levels (and optionally the backbone's stride-4 map) into an
-    ``out_channels``-channel stride-8 (or 4) map.
+    """FPN-style fusion of three encoder levels into an ``out_channels``-channel stride-8 map.
 
     The original fixes ``out_channels = dim // 32`` (8 at dim 256); small models need it set, as
     ``dim // 32`` leaves a 64-wide model 2 channels to shape every mask with.
     """
 
-    def __init__(self, dim: int, context_dim: int, out_channels: int | None = None,
-                 fine_channels: int | None = None):
+    def __init__(self, dim: int, context_dim: int, out_channels: int | None = None):
         super().__init__()
         self.lay1 = nn.Conv2d(dim, dim // 4, 3, padding=1)
         self.lay2 = nn.Conv2d(dim // 4, out_channels or dim // 32, 3, padding=1)
         self.lay3 = nn.Conv2d(context_dim, context_dim, 3, padding=1)
         self.lay4 = nn.Conv2d(context_dim, context_dim, 3, padding=1)
         self.dcn = nn.Conv2d(context_dim, context_dim, 3, padding=1)  # a plain conv despite the name
-        if fine_channels:  # stride-4 level: lateral 1x1 from the backbone, 3x3 after the top-down sum
-            self.fine_lateral = nn.Conv2d(fine_channels, dim // 4, 1)
-            self.fine_conv = nn.Conv2d(dim // 4, dim // 4, 3, padding=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
                 nn.init.constant_(m.bias, 0)
 
-    def forward(self, feats: list[torch.Tensor], fine: torch.Tensor | None = None) -> torch.Tensor:
-        """feats: [stride 8, stride 16, stride 32] maps of shape [N, C, h, w]; ``fine``: the
-        backbone's stride-4 map (only with ``fine_channels``), which makes the output stride 4."""
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """feats: [stride 8, stride 16, stride 32] maps of shape [N, C, h, w]."""
         x = F.relu(self.lay3(feats[-1]))
         x = F.relu(self.lay4(feats[-2] + F.interpolate(x, size=feats[-2].shape[-2:], mode="nearest")))
         x = F.relu(self.dcn(feats[-3] + F.interpolate(x, size=feats[-3].shape[-2:], mode="nearest")))
         x = F.relu(self.lay1(x))
-        if hasattr(self, "fine_lateral"):
-            if fine is None:
-                raise ValueError("this mask head fuses a stride-4 map; pass fine=")
-            x = self.fine_lateral(fine) + F.interpolate(x, size=fine.shape[-2:], mode="nearest")
-            x = F.relu(self.fine_conv(x))
         return F.relu(self.lay2(x))
 
 
@@ -98,22 +83,21 @@ def dynamic_mask_logits(
     inst_points: torch.Tensor | None,
     in_channels: int,
     out_stride: int = 4,
-    feat_stride: int = MASK_FEAT_STRIDE,
 ) -> torch.Tensor:
     """Run per-instance dynamic convs on one frame.
 
-    mask_feats  [n, in_channels, h, w]  the stride-``feat_stride`` feature map of each instance's clip
+    mask_feats  [n, in_channels, h, w]  the feature map of each instance's clip (already gathered)
     params      [n, P] controller outputs
     inst_points [n, 2] instance location in input pixels (None when rel_coord is off)
-    returns     [n, h * feat_stride/out_stride, w * feat_stride/out_stride] mask logits
+    returns     [n, h * 8/out_stride, w * 8/out_stride] mask logits
     """
     n, _, h, w = mask_feats.shape
     if n == 0:
-        f = feat_stride // out_stride
+        f = MASK_FEAT_STRIDE // out_stride
         return mask_feats.new_zeros((0, h * f, w * f))
     x = mask_feats.flatten(2)  # [n, C, hw]
     if inst_points is not None:
-        loc = feature_locations(h, w, feat_stride, mask_feats.device)  # [hw, 2]
+        loc = feature_locations(h, w, MASK_FEAT_STRIDE, mask_feats.device)  # [hw, 2]
         rel = (inst_points[:, None, :] - loc[None]).float().transpose(1, 2)  # [n, 2, hw]
         x = torch.cat([rel.to(x.dtype), x], dim=1)
     w_sizes, b_sizes = dynamic_param_sizes(in_channels, inst_points is not None)
@@ -126,4 +110,4 @@ def dynamic_mask_logits(
         if i < NUM_DYNAMIC_LAYERS - 1:
             x = F.relu(x)
     logits = x.view(n, 1, h, w)
-    return aligned_bilinear(logits, feat_stride // out_stride)[:, 0]
+    return aligned_bilinear(logits, MASK_FEAT_STRIDE // out_stride)[:, 0]

@@ -29,19 +29,11 @@ class SeqFormer(nn.Module):
         matcher: Matcher | None = None,
         masks: bool = True,
         mask_channels: int | None = None,
-        mask_feat_stride: int = 8,
     ):
-        """``mask_feat_stride`` 8 is the original; 4 needs ``detr.fine_features`` (see mask_head)."""
         super().__init__()
-        if mask_feat_stride not in (4, 8) or mask_feat_stride % mask_out_stride:
-            raise ValueError(f"mask_feat_stride must be 4 or 8 and a multiple of mask_out_stride "
-                             f"({mask_out_stride}), got {mask_feat_stride}")
-        if masks and (mask_feat_stride == 4) != detr.fine_features:
-            raise ValueError("mask_feat_stride 4 needs a VideoDETR built with fine_features=True (and 8 without)")
         self.detr = detr
         self.rel_coord = rel_coord
         self.mask_out_stride = mask_out_stride
-        self.mask_feat_stride = mask_feat_stride
         self.with_masks = masks
         hidden_dim = detr.transformer.d_model
         self.in_channels = mask_channels or hidden_dim // 32  # 8 at the original's hidden_dim 256
@@ -51,15 +43,14 @@ class SeqFormer(nn.Module):
             for layer in self.controller.layers:
                 nn.init.xavier_uniform_(layer.weight)
                 nn.init.zeros_(layer.bias)
-            fine_channels = detr.backbone[0].fine_channels if mask_feat_stride == 4 else None
-            self.mask_head = MaskHeadSmallConv(hidden_dim, hidden_dim, self.in_channels, fine_channels)
+            self.mask_head = MaskHeadSmallConv(hidden_dim, hidden_dim, self.in_channels)
         self.matcher = matcher  # plain callable, not a submodule (no parameters)
 
     # -- mask rendering ------------------------------------------------------------------
     def _mask_features(self, heads: HeadOutputs) -> torch.Tensor:
         out = heads.transformer
         maps = level_maps(out.memory, out.spatial_shapes, 3)
-        feats = self.mask_head(maps, heads.fine)  # [B*T, in_channels, h, w]
+        feats = self.mask_head(maps)  # [B*T, in_channels, h, w]
         b, t = out.memory.shape[:2]
         return feats.view(b, t, *feats.shape[1:])
 
@@ -87,8 +78,7 @@ class SeqFormer(nn.Module):
             frames = []
             for t in range(mask_feats.shape[1]):
                 feats = mask_feats[b, t][None].expand(len(q_idx), -1, -1, -1)
-                frames.append(dynamic_mask_logits(feats, params[b, q_idx], points[t] if self.rel_coord else None,
-                                                  self.in_channels, self.mask_out_stride, self.mask_feat_stride))
+                frames.append(dynamic_mask_logits(feats, params[b, q_idx], points[t] if self.rel_coord else None, self.in_channels, self.mask_out_stride))
             results.append(torch.stack(frames, 1))
         return results
 

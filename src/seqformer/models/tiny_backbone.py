@@ -2,8 +2,7 @@
 
 The released backbones need ImageNet weights to train well, and nothing may be downloaded here;
 this network trains from random initialisation in minutes on synthetic data.  It returns the same
-three levels as the ResNets (strides 8, 16, 32) so every other part of the model is unchanged, and
-its stride-4 map on request (``with_fine``) for ``model.mask_feat_stride: 4``.
+three levels as the ResNets (strides 8, 16, 32) so every other part of the model is unchanged.
 """
 from __future__ import annotations
 
@@ -37,19 +36,15 @@ class TinyBackbone(nn.Module):
         })
         self.strides = [8, 16, 32]
         self.num_channels = list(widths[2:])
-        self.fine_channels = widths[1]
 
-    def forward(self, tensors: torch.Tensor, mask: torch.Tensor, with_fine: bool = False):
-        """[(map, mask)] at strides 8/16/32; with ``with_fine`` also the stride-4 map: (levels, fine)."""
+    def forward(self, tensors: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         x = tensors
-        outs, fine = [], None
+        outs = []
         for name, stage in self.body.items():
             x = stage(x)
-            if name == "layer1":
-                fine = x
-            elif name in ("layer2", "layer3", "layer4"):
+            if name in ("layer2", "layer3", "layer4"):
                 outs.append((x, interpolate_mask(mask, x.shape[-2:])))
-        return (outs, fine) if with_fine else outs
+        return outs
 
 
 def build_tiny_backbone(position_embedding: str = "sine", hidden_dim: int = 256) -> Joiner:
