@@ -231,6 +231,10 @@ def test_bad_json_file_names_the_file(tmp_path):
     (lambda gt, res: gt["annotations"][0]["segmentations"].pop(), "annotation id 7.*1 segmentations"),
     (lambda gt, res: gt["annotations"][0]["segmentations"][1].update(counts=[1, 2]),
      "annotation id 7.*frame 1.*sum to 3"),
+    (lambda gt, res: gt["annotations"][0]["segmentations"][1].update(counts=[-1, 2, 2, 1]),
+     "annotation id 7.*frame 1.*non-negative"),
+    (lambda gt, res: gt["annotations"][0]["segmentations"][0].update(counts=[1.5, 2.5]),
+     "annotation id 7.*frame 0.*non-negative integers"),
     (lambda gt, res: gt["annotations"][0]["segmentations"].__setitem__(0, {"size": [H, W], "counts": "a b"}),
      "annotation id 7.*frame 0.*alphabet"),
     (lambda gt, res: gt["annotations"][0]["segmentations"].__setitem__(0, [[1, 2, 3]]),
@@ -368,3 +372,30 @@ def test_video_length_inferred_differently_by_two_workers(always_parallel):
         evaluate_ytvis(gt, results, workers=2)
     results[3] = det([box(0, 2, 0, 2)] * 2, 0.5, video=2)
     assert evaluate_ytvis(gt, results, workers=2) == evaluate_ytvis(gt, results, workers=1)
+
+
+def test_batched_groundtruth_conversion_equals_frame_by_frame():
+    from seqformer.evaluation.rle_ops import frame_to_rle, frames_to_rles
+
+    rng = np.random.default_rng(3)
+    height, width = 9, 7
+    segs = []
+    for t in range(6):
+        if t == 2:
+            segs.append(None)
+            continue
+        mask = np.asfortranarray(rng.random((height, width)) < 0.4, dtype=np.uint8)
+        flat = mask.ravel(order="F")
+        change = np.flatnonzero(np.diff(flat)) + 1
+        bounds = np.concatenate([[0], change, [flat.size]])
+        counts = np.diff(bounds).tolist()
+        if flat[0]:
+            counts = [0] + counts
+        segs.append({"size": [height, width], "counts": counts})
+    batched = frames_to_rles(segs, height, width)
+    single = [frame_to_rle(seg, height, width) for seg in segs]
+    assert batched[2] is None and single[2] is None
+    for a, b in zip(batched, single):
+        if a is not None:
+            assert a["counts"] == b["counts"] and list(a["size"]) == list(b["size"])
+
