@@ -373,29 +373,3 @@ def test_video_length_inferred_differently_by_two_workers(always_parallel):
     results[3] = det([box(0, 2, 0, 2)] * 2, 0.5, video=2)
     assert evaluate_ytvis(gt, results, workers=2) == evaluate_ytvis(gt, results, workers=1)
 
-
-def test_batched_groundtruth_conversion_equals_frame_by_frame():
-    from seqformer.evaluation.rle_ops import frame_to_rle, frames_to_rles
-
-    rng = np.random.default_rng(3)
-    height, width = 9, 7
-    segs = []
-    for t in range(6):
-        if t == 2:
-            segs.append(None)
-            continue
-        mask = np.asfortranarray(rng.random((height, width)) < 0.4, dtype=np.uint8)
-        flat = mask.ravel(order="F")
-        change = np.flatnonzero(np.diff(flat)) + 1
-        bounds = np.concatenate([[0], change, [flat.size]])
-        counts = np.diff(bounds).tolist()
-        if flat[0]:
-            counts = [0] + counts
-        segs.append({"size": [height, width], "counts": counts})
-    batched = frames_to_rles(segs, height, width)
-    single = [frame_to_rle(seg, height, width) for seg in segs]
-    assert batched[2] is None and single[2] is None
-    for a, b in zip(batched, single):
-        if a is not None:
-            assert a["counts"] == b["counts"] and list(a["size"]) == list(b["size"])
-

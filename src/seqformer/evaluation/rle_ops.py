@@ -55,32 +55,6 @@ def frame_to_rle(segmentation: object, height: int, width: int) -> dict | None:
     raise RLEFormatError(f"RLE counts must be a list or a string, got {type(counts).__name__}")
 
 
-def frames_to_rles(segmentations: list, height: int, width: int) -> list[dict | None]:
-    """:func:`frame_to_rle` over one annotation's frames, with one batched conversion when they are
-    all uncompressed RLEs of the video size (the usual ground truth); anything else, including
-    every malformed case, goes frame by frame so errors are the same."""
-    present = [t for t, seg in enumerate(segmentations) if seg]
-    try:
-        batched = bool(present) and all(
-            type(segmentations[t]) is dict and type(segmentations[t]["counts"]) is list
-            and segmentations[t]["size"] == [height, width] and segmentations[t]["counts"] for t in present)
-    except (KeyError, TypeError):
-        batched = False
-    if batched:
-        arrays = [np.array(segmentations[t]["counts"]) for t in present]
-        flat = np.concatenate(arrays) if all(a.ndim == 1 for a in arrays) else np.zeros((0, 0))
-        if flat.ndim == 1 and flat.dtype.kind in "iu" and flat.min() >= 0:
-            starts = np.cumsum([0] + [len(a) for a in arrays[:-1]])
-            if (np.add.reduceat(flat, starts) == height * width).all():
-                rles = mask_utils.frPyObjects([{"size": [height, width], "counts": a} for a in arrays],
-                                              height, width)
-                out: list[dict | None] = [None] * len(segmentations)
-                for t, rle in zip(present, rles):
-                    out[t] = rle
-                return out
-    return [frame_to_rle(seg, height, width) for seg in segmentations]
-
-
 def _polygon_to_rle(polygons: list, height: int, width: int) -> dict:
     for poly in polygons:
         if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:

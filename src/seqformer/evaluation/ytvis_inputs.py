@@ -16,16 +16,11 @@ import mmap
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import compress
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
 
-from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, frames_to_rles, rle_areas
-
-
-_SIZE, _COUNTS = itemgetter("size"), itemgetter("counts")
+from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
 
 
 class YTVISEvalError(ValueError):
@@ -266,15 +261,12 @@ class GroundTruth:
             raise YTVISEvalError(f"{where}: category_id {cat!r} not in 'categories'")
         self.check_length(vid, segs, where)
         height, width = self.video_size[vid]
-        try:
-            rles = frames_to_rles(segs, height, width)
-        except (RLEFormatError, TypeError, ValueError):
-            rles = []
-            for t, seg in enumerate(segs):  # again frame by frame, to name the frame
-                try:
-                    rles.append(frame_to_rle(seg, height, width))
-                except (RLEFormatError, TypeError, ValueError) as err:
-                    raise YTVISEvalError(f"{where} frame {t}: {err}") from err
+        rles = []
+        for t, seg in enumerate(segs):
+            try:
+                rles.append(frame_to_rle(seg, height, width))
+            except (RLEFormatError, TypeError, ValueError) as err:
+                raise YTVISEvalError(f"{where} frame {t}: {err}") from err
         areas = ann.get("areas")
         if areas is None:
             present = [r for r in rles if r is not None]
@@ -338,8 +330,8 @@ class Detections:
             if cat not in categories:
                 self.skipped_unknown_category += 1
                 continue
-            present = list(compress(range(len(segs)), segs))
-            frames = list(compress(segs, segs))
+            present = [t for t, s in enumerate(segs) if s]
+            frames = [segs[t] for t in present]
             if not self._sizes_match(frames, gt.video_size[vid]):
                 frames = [self._checked_frame(segs[t], gt.video_size[vid], name, index, f" (video {vid!r}) frame {t}")
                           for t in present]
@@ -358,8 +350,8 @@ class Detections:
     def _sizes_match(frames: list, size: list[int]) -> bool:
         """Fast path: every frame is a dict with the video's ``size`` and string ``counts``."""
         try:
-            return (list(map(_SIZE, frames)).count(size) == len(frames)
-                    and list(map(type, map(_COUNTS, frames))).count(str) == len(frames))
+            return ([seg["size"] for seg in frames].count(size) == len(frames)
+                    and [type(seg["counts"]) for seg in frames].count(str) == len(frames))
         except (TypeError, KeyError, IndexError):
             return False
 
