@@ -75,18 +75,6 @@ def test_detection_only_tries_its_max_iou_gt(tmp_path):
     assert _evaluate(tmp_path, gt, det)["per_class"]["c1"] == pytest.approx(0.5, abs=1e-12)
 
 
-def test_opt_in_ignores_keyframes_without_gt(tmp_path):
-    # Keyframe w has GT of another class only (still annotated): its c1 detection stays a FP;
-    # keyframe x has no GT at all and is dropped with the option.
-    gt = [f"v,0902,{FULL},1", f"w,0902,{FULL},2"]
-    det = [f"v,0902,{FULL},1,0.5", f"w,0902,{FULL},1,0.9", f"x,0902,{FULL},1,0.95"]
-    files = _files(tmp_path, gt, det)
-    official = evaluate_ava(*files)["per_class"]["c1"]
-    subset = evaluate_ava(*files, ignore_keyframes_without_gt=True)["per_class"]["c1"]
-    assert official == pytest.approx(1 / 3, abs=1e-12)  # FP 0.95, FP 0.9, TP 0.5
-    assert subset == pytest.approx(1 / 2, abs=1e-12)  # FP 0.9, TP 0.5
-
-
 def test_no_detections_gives_zero_ap_and_no_gt_gives_nan(tmp_path):
     result = _evaluate(tmp_path, [f"v,0902,{FULL},1"], [f"v,0902,{FULL},2,0.9"])
     assert result["per_class"]["c1"] == 0.0
