@@ -372,4 +372,3 @@ def test_video_length_inferred_differently_by_two_workers(always_parallel):
         evaluate_ytvis(gt, results, workers=2)
     results[3] = det([box(0, 2, 0, 2)] * 2, 0.5, video=2)
     assert evaluate_ytvis(gt, results, workers=2) == evaluate_ytvis(gt, results, workers=1)
-
