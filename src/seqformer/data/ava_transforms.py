@@ -70,7 +70,7 @@ def transform_boxes(boxes_xyxy: np.ndarray, plan: ClipPlan, decoded_hw: tuple[in
                     min_size: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Normalised xyxy boxes of the full frame -> (cxcywh normalised by ``out_hw``, kept mask).
 
-    Uses the same integer source region as :func:`transform_frames`, so boxes follow the pixels
+    Uses the same integer source region as :func:`transform_pixels`, so boxes follow the pixels
     exactly.  Boxes whose visible part is thinner than ``min_size`` output pixels are dropped.
     """
     t, l, h, w = _region_pixels(plan, decoded_hw)

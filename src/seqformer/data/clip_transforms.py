@@ -21,9 +21,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from seqformer.utils.box_ops import box_xyxy_to_cxcywh
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD
 
 Frames = list  # list[PIL.Image.Image] before ToTensorNormalize, Tensor [T,3,H,W] after
 Target = dict

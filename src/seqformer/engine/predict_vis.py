@@ -21,6 +21,7 @@ import torchvision.transforms as T
 from PIL import Image, UnidentifiedImageError
 
 from ..utils.clip_batch import clip_batch_from_tensor
+from ..utils.colour import IMAGENET_MEAN, IMAGENET_STD
 from .long_video import predict_long_video
 
 
@@ -61,7 +62,7 @@ def load_frames(image_dir: str | Path, video: VideoEntry, short_side: int = 360,
                 frames_range: range | None = None, max_size: int | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
     """Normalised frames [T,3,h,w] (all, or ``frames_range``) resized as the original, and the original (H, W)."""
     transform = T.Compose([T.Resize(short_side, max_size=max_size), T.ToTensor(),
-                           T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+                           T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     frames, size = [], None
     names = video.file_names if frames_range is None else [video.file_names[i] for i in frames_range]
     for name in names:
