@@ -25,6 +25,7 @@ def test_overrides_types_and_bare_seed_names(tmp_path):
     ("with_box_refine=3", "expected true/false"),
     ("lr", "key=value"),
     ("model.loss=1", "unknown option"),
+    ("model.mask_channels=0", "mask_channels must be positive"),
 ])
 def test_override_errors(override, message):
     with pytest.raises(ConfigError, match=message):

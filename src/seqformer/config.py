@@ -295,6 +295,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.task must be 'vis' or 'ava', got {m.task!r}")
     if m.hidden_dim % m.nheads or (m.hidden_dim // m.nheads) % 1:
         raise ConfigError("model.hidden_dim must be divisible by model.nheads")
+    if m.mask_channels is not None and m.mask_channels < 1:
+        raise ConfigError(f"model.mask_channels must be positive (or null for hidden_dim / 32), got {m.mask_channels}")
     if m.masks and m.mask_channels is None and m.hidden_dim % 32:
         raise ConfigError("model.masks needs hidden_dim divisible by 32 (mask branch uses hidden_dim/32 channels) "
                           "or model.mask_channels set")
