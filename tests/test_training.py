@@ -12,6 +12,7 @@ from seqformer.data.synth_vis import generate_synthetic_vis
 from seqformer.engine.trainer import weighted_total
 from seqformer.tasks.ava import AVATask
 from seqformer.tasks.vis import VISTask
+from seqformer.tools.demo_vis import _existing_video_counts
 
 TINY = ["model.backbone=tiny", "model.hidden_dim=64", "model.nheads=4", "model.dim_feedforward=128",
         "model.enc_layers=1", "model.dec_layers=2", "model.num_queries=6", "model.dropout=0.0"]
@@ -99,3 +100,9 @@ def test_demo_vis_runs_whole_chain_without_validation_during_training(tmp_path):
     epochs = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
     assert not any(k.startswith("val_") for r in epochs if r["type"] == "epoch" for k in r)
     assert not list((out / "train").glob("results_val_epoch*.json"))
+    # existing data is reused only when it has the asked-for numbers of videos
+    assert _existing_video_counts(out / "data") == (2, 1)
+    assert main(["demo", "vis", "--out", str(out), "--train-videos", "2", "--val-videos", "2", "--no-progress",
+                 *TINY, "model.num_frames=2", "data.val_short_side=64", "optim.epochs=0"]) == 0
+    assert _existing_video_counts(out / "data") == (2, 2)
+    assert {r["video_id"] for r in json.loads((out / "results_valid.json").read_text())} == {1, 2}

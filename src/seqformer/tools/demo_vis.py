@@ -36,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.time()
     out = Path(args.out)
     data_dir = out / "data"
-    if not (data_dir / "annotations" / "instances_valid_sub.json").is_file():
+    counts = _existing_video_counts(data_dir)
+    if counts == (args.train_videos, args.val_videos):
+        print(f"[1/5] reusing the synthetic data in {data_dir}")
+    else:
+        if counts is not None:
+            print(f"[1/5] {data_dir} holds {counts[0]} train / {counts[1]} held-out videos, "
+                  f"{args.train_videos} / {args.val_videos} asked for: regenerating")
         print(f"[1/5] generating synthetic YouTube-VIS-format data in {data_dir}")
         generate_synthetic_vis(data_dir, num_train_videos=args.train_videos, num_val_videos=args.val_videos)
     # The demo evaluates once, after training (step 4), so validation during training would only repeat it.
@@ -65,3 +71,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"done in {time.time() - t_start:.0f} s: AP {stats['AP']:.3f}, AP50 {stats['AP50']:.3f}; "
           f"wrote {results_path}, {out / 'metrics.json'}, {', '.join(map(str, gifs))}, {out / 'training_curves.png'}")
     return 0
+
+
+def _existing_video_counts(data_dir: Path) -> tuple[int, int] | None:
+    """(train, held-out) video counts of a synthetic set already in ``data_dir``, or None if there is none.
+
+    The generator is deterministic, so a set with the asked-for counts is exactly what it would write again.
+    """
+    files = [data_dir / "annotations" / f"instances_{split}_sub.json" for split in ("train", "valid")]
+    if not all(f.is_file() for f in files):
+        return None
+    try:
+        train, valid = (len(json.loads(f.read_text())["videos"]) for f in files)
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: write it again
+    return train, valid
