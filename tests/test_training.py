@@ -1,4 +1,4 @@
-"""Learning on synthetic data: the full VIS and AVA models overfit one clip; the training and VIS demo CLIs run end to end."""
+"""Learning on synthetic data: the VIS and AVA models overfit one clip; the train and demo CLIs run end to end."""
 from __future__ import annotations
 
 import json
