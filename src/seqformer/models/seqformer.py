@@ -78,7 +78,9 @@ class SeqFormer(nn.Module):
             frames = []
             for t in range(mask_feats.shape[1]):
                 feats = mask_feats[b, t][None].expand(len(q_idx), -1, -1, -1)
-                frames.append(dynamic_mask_logits(feats, params[b, q_idx], points[t] if self.rel_coord else None, self.in_channels, self.mask_out_stride))
+                inst_points = points[t] if self.rel_coord else None
+                frames.append(dynamic_mask_logits(feats, params[b, q_idx], inst_points, self.in_channels,
+                                                  self.mask_out_stride))
             results.append(torch.stack(frames, 1))
         return results
 
