@@ -16,6 +16,7 @@ from seqformer.config import OptimConfig, load_config
 from seqformer.engine import checkpoint as ckpt_io
 from seqformer.engine import task as task_registry
 from seqformer.engine.distributed import DistInfo, detect_launch
+from seqformer.engine.loader import EpochLoader
 from seqformer.engine.logger import plot_training_curves, read_log
 from seqformer.engine.optim import build_lr_scheduler, build_optimizer
 from seqformer.engine.trainer import NonFiniteLossError, Trainer
@@ -208,6 +209,37 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, workers):
         assert torch.equal(a, b)
     iters, _ = read_log(tmp_path / "resumed" / "log.jsonl")
     assert all(r["lr"] == 5e-3 for r in iters)  # schedule continues (dropped at epoch 1), not restarted
+
+
+def test_training_does_not_depend_on_num_workers(tmp_path):
+    """Augmentation is seeded per sample and the loader leaves the model's RNG (dropout) alone."""
+    runs = {}
+    for workers in (0, 2):
+        cfg = toy_config(str(tmp_path / f"workers{workers}"))
+        cfg.data.num_workers = workers
+        trainer, _ = train(cfg)
+        losses = iter_losses(tmp_path / f"workers{workers}", 0) + iter_losses(tmp_path / f"workers{workers}", 1)
+        runs[workers] = (losses, [p.detach().clone() for p in trainer.model.parameters()])
+    assert len(runs[0][0]) == 8 and runs[0][0] == runs[2][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[2][1]))
+
+
+def test_samples_do_not_depend_on_the_number_of_processes():
+    task = ToyTask(n_train=10)
+    dataset = task.build_dataset(toy_config("unused"), "train")
+
+    def samples(info: DistInfo, epoch: int) -> dict[int, torch.Tensor]:
+        loader = EpochLoader(dataset, lambda batch: batch[0], 1, 0, seed=7, info=info)
+        return {i: x for x, _, i in loader.epoch(epoch)}
+
+    for epoch in (0, 1):
+        single = samples(DistInfo(), epoch)
+        ranks = [samples(DistInfo(rank=r, world_size=2), epoch) for r in (0, 1)]
+        assert sorted(single) == list(range(10)) and len(ranks[0]) == len(ranks[1]) == 5
+        assert sorted({**ranks[0], **ranks[1]}) == list(range(10))  # the ranks split the epoch
+        assert all(torch.equal(x, single[i]) for rank in ranks for i, x in rank.items())
+        assert not torch.equal(single[0], dataset.x[0])  # augmented
+    assert not torch.equal(samples(DistInfo(), 0)[3], samples(DistInfo(), 1)[3])  # new draw each epoch
 
 
 def test_resume_rejects_a_changed_schedule_and_weight_only_files(tmp_path):
