@@ -5,10 +5,11 @@
   and every rank gets a disjoint share of the same permutation.
 * Augmentation: before loading sample ``i`` of epoch ``e`` the ``random``, ``numpy`` and ``torch``
   (CPU) generators the datasets draw from are seeded with ``derive_seed(seed, e, i)``.  A sample is
-  therefore the same whatever ``num_workers``, the number of processes or a resume: a run gives the
-  same losses on a 2-core laptop with ``num_workers=0`` as on a server with 8 workers per GPU (with
-  the same global batch).  In the main process (``num_workers=0``) the generators' states are put
-  back afterwards, so loading does not disturb the model's randomness (dropout).
+  therefore the same whatever ``num_workers``, the number of processes or a resume: the losses of a
+  run repeat to the last digit for any ``num_workers``, and the ranks of a multi-process run together
+  see the samples one process would.  (The original seeded per DataLoader worker.)  In the main
+  process (``num_workers=0``) the generators' states are put back afterwards, so loading does not
+  disturb the model's randomness (dropout).
 """
 from __future__ import annotations
 
