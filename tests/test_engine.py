@@ -222,6 +222,12 @@ def test_training_does_not_depend_on_num_workers(tmp_path):
         runs[workers] = (losses, [p.detach().clone() for p in trainer.model.parameters()])
     assert len(runs[0][0]) == 8 and runs[0][0] == runs[2][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[2][1]))
+    # and a run interrupted with 0 workers resumes with 2 as if nothing had changed
+    resumed = toy_config(str(tmp_path / "resumed"), resume=str(tmp_path / "workers0" / "checkpoint0000.pth"))
+    resumed.data.num_workers = 2
+    trainer, _ = train(resumed)
+    assert iter_losses(tmp_path / "resumed", 1) == iter_losses(tmp_path / "workers0", 1)
+    assert all(torch.equal(a, b) for a, b in zip(trainer.model.parameters(), runs[0][1]))
 
 
 def test_samples_do_not_depend_on_the_number_of_processes():
