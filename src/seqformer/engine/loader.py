@@ -28,11 +28,14 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed ``random``, ``numpy`` and ``torch`` (CPU and CUDA) global generators."""
+def seed_everything(seed: int, cuda: bool = True) -> None:
+    """Seed the ``random``, ``numpy`` and ``torch`` CPU global generators, and CUDA's unless ``cuda=False``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    if cuda:
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 class _SeededSampler(Sampler):
@@ -65,9 +68,7 @@ class _SeededDataset(Dataset):
         index, seed = item
         in_worker = get_worker_info() is not None
         saved = None if in_worker else (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.default_generator.manual_seed(seed)  # CPU only: CUDA generators are the model's
+        seed_everything(seed, cuda=False)  # CUDA generators are the model's
         try:
             return self.dataset[index]
         finally:
