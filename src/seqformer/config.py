@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+from seqformer.errors import SeqFormerError
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
-class ConfigError(ValueError):
+class ConfigError(SeqFormerError, ValueError):
     pass
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from seqformer.errors import SeqFormerError
 
 COORD_TOLERANCE = 0.01
 _COLUMNS = list(range(8))
@@ -36,7 +37,7 @@ _DTYPES = {0: "category", 1: np.int64, 2: np.float64, 3: np.float64, 4: np.float
            5: np.float64, 6: np.int64, 7: np.float64}
 
 
-class AvaFormatError(ValueError):
+class AvaFormatError(SeqFormerError, ValueError):
     """Malformed AVA file; the message starts with ``path:line:``."""
 
 

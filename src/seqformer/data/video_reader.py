@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 from PIL import Image
+from seqformer.errors import SeqFormerError
 
 INDEX_FILE = "frames_index.json"
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
@@ -26,7 +27,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".m
 Payload = TypeVar("Payload")
 
 
-class FrameReadError(RuntimeError):
+class FrameReadError(SeqFormerError, RuntimeError):
     """A frame (or a video) that should exist could not be read; the message names the file and index."""
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
+from seqformer.errors import SeqFormerError
 
 
-class YTVISFormatError(ValueError):
+class YTVISFormatError(SeqFormerError, ValueError):
     """Malformed YouTube-VIS annotation file; the message names the file and the offending id."""
 
 

@@ -23,9 +23,10 @@ from PIL import Image, UnidentifiedImageError
 from ..utils.clip_batch import clip_batch_from_tensor
 from ..utils.colour import IMAGENET_MEAN, IMAGENET_STD
 from .long_video import predict_long_video
+from seqformer.errors import SeqFormerError
 
 
-class VideoInputError(ValueError):
+class VideoInputError(SeqFormerError, ValueError):
     pass
 
 

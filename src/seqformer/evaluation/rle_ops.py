@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pycocotools.mask as mask_utils
+from seqformer.errors import SeqFormerError
 
 # pycocotools' ``area`` stores the list length in a uint8 under numpy 2 and overflows past 255.
 _AREA_CHUNK = 255
@@ -19,7 +20,7 @@ _AREA_CHUNK = 255
 _RLE_ALPHABET = bytes(range(48, 48 + 64))
 
 
-class RLEFormatError(ValueError):
+class RLEFormatError(SeqFormerError, ValueError):
     """A segmentation that cannot be turned into an RLE; the caller adds file/video/id context."""
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
+from seqformer.errors import SeqFormerError
 
 
-class YTVISEvalError(ValueError):
+class YTVISEvalError(SeqFormerError, ValueError):
     """Malformed ground truth or results; the message names the file, video and annotation."""
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from seqformer.errors import SeqFormerError
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SeqFormerError, RuntimeError):
     pass
 
 
