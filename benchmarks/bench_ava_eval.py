@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqformer.data.ava_io import read_labelmap, write_detections_csv
+from seqformer.data.ava_format import read_labelmap, write_detections_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "ava"

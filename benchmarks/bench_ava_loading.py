@@ -30,9 +30,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from seqformer.data.ava import AVADataset, clip_frame_indices, collate_ava
+from seqformer.data.ava_dataset import AVADataset, clip_frame_indices
+from seqformer.data.collate import collate_ava
 from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD
-from seqformer.data.synth_ava import write_gt_csv, write_labelmap_pbtxt
+from seqformer.data.ava_synth import write_gt_csv, write_labelmap_pbtxt
 
 SECONDS = (902, 912)  # keyframes; frames cover 900 .. 914 s
 

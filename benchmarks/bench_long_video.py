@@ -34,13 +34,13 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "ytvis" / "tiny_synth.yaml"))
     args = parser.parse_args()
     from seqformer.config import load_config
-    from seqformer.data.synth_vis import generate_synthetic_vis
-    from seqformer.models.build import build_model
+    from seqformer.data.ytvis_synth import generate_synthetic_vis
+    from seqformer.engine.task import get_task
 
     tmp = Path(tempfile.mkdtemp(prefix="seqformer_longvideo_"))
     overrides = ["data.val_short_side=360"]
     torch.manual_seed(0)
-    torch.save({"model": build_model(load_config(args.config)).state_dict()}, tmp / "w.pth")
+    torch.save({"model": get_task("vis").build_model(load_config(args.config)).state_dict()}, tmp / "w.pth")
     print("| frames | mode | peak RSS (GB) | time (s) |\n|---|---|---|---|")
     for length in args.lengths:
         data = tmp / f"v{length}"

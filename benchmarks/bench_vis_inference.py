@@ -21,8 +21,13 @@ import time
 import torch
 
 from seqformer.config import load_config
-from seqformer.models.build import build_model
-from seqformer.utils.clip_batch import clip_batch_from_tensor
+from seqformer.engine.task import get_task
+from seqformer.structures import clip_batch_from_tensor
+
+
+def build_model_for(cfg):
+    """The task's model for ``cfg`` (the task adapter is the one place that picks it)."""
+    return get_task(cfg.model.task).build_model(cfg)
 
 
 def peak_rss_gb() -> float:
@@ -36,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(load_config(None, ["model.backbone=resnet50"])).eval()
+    model = build_model_for(load_config(None, ["model.backbone=resnet50"])).eval()
     rss_build = peak_rss_gb()
     img = torch.randn(1, 5, 3, 360, 640, generator=torch.Generator().manual_seed(1))[0]
     samples = clip_batch_from_tensor(img)

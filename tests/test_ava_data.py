@@ -11,14 +11,15 @@ import torch
 from PIL import Image
 
 from seqformer.cli import main as cli_main
-from seqformer.data.ava import AVADataset, build_ava_dataset, clip_frame_indices, collate_ava
-from seqformer.data.ava_io import AvaFormatError
+from seqformer.data.ava_dataset import AVADataset, build_ava_dataset, clip_frame_indices
+from seqformer.data.collate import collate_ava
+from seqformer.data.ava_format import AvaFormatError
 from seqformer.data.ava_transforms import (ClipPlan, denormalize, plan_train, plan_val, transform_boxes,
                                           transform_frames, transform_pixels)
-from seqformer.data.synth_ava import (ACTIONS, JUMP, PULSE, SPIN, STAND, WALK_LEFT, WALK_RIGHT, SynthAvaConfig,
+from seqformer.data.ava_synth import (ACTIONS, JUMP, PULSE, SPIN, STAND, WALK_LEFT, WALK_RIGHT, SynthAvaConfig,
                                       _make_actor, generate_synth_ava, write_gt_csv, write_labelmap_pbtxt)
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, select_at_fps
-from seqformer.utils.clip_batch import pad_clips
+from seqformer.structures import pad_clips
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ava"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqformer.data.ava_io import (AvaFormatError, read_ava_csv, read_exclusions, read_labelmap,
+from seqformer.data.ava_format import (AvaFormatError, read_ava_csv, read_exclusions, read_labelmap,
                                    write_detections_csv)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ava"

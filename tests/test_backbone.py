@@ -11,16 +11,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from seqformer.models.backbone import (
-    Backbone2D,
-    FrozenBatchNorm2d,
-    Joiner,
-    PositionEmbeddingLearned,
-    PositionEmbeddingSine,
-    build_backbone,
-    load_backbone_weights,
-)
-from seqformer.models.swin import SwinTransformerBlock, shifted_window_mask
+from seqformer.weight_files import CheckpointError
+from seqformer.models.backbones.image import Backbone2D, FrozenBatchNorm2d, build_backbone, load_backbone_weights
+from seqformer.models.position_encoding import Joiner, PositionEmbeddingLearned, PositionEmbeddingSine
+from seqformer.models.backbones.swin import SwinTransformerBlock, shifted_window_mask
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 TSV_OF = {"resnet50": "r50", "resnet101": "r101", "resnext101_32x8d": "x101", "swin_l_p4w12": "swin_l"}
@@ -307,5 +301,5 @@ def test_weight_loading_errors_name_file_and_key(tmp_path):
     with pytest.raises(ValueError, match=r"unrelated\.pth: no key matches.*'encoder\.weight'"):
         load_backbone_weights(backbone, unrelated)
 
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(CheckpointError, match="missing.pth: backbone weights file not found"):
         load_backbone_weights(backbone, tmp_path / "missing.pth")

@@ -10,7 +10,8 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
-from seqformer.models.csn import (
+from seqformer.weight_files import CheckpointError
+from seqformer.models.backbones.csn import (
     Backbone3D,
     CSNBottleneck,
     IrCSN,
@@ -303,7 +304,7 @@ def test_mat_errors_name_file_and_blob(tmp_path: Path, csn50_blobs):
     (tmp_path / "junk.mat").write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(ValueError, match=r"junk\.mat: not a readable MATLAB"):
         load_csn_weights(IrCSN(50), tmp_path / "junk.mat")
-    with pytest.raises(FileNotFoundError, match="nothing.mat"):
+    with pytest.raises(CheckpointError, match="nothing.mat: MATLAB .mat file not found"):
         load_csn_weights(IrCSN(50), tmp_path / "nothing.mat")
 
 

@@ -20,7 +20,7 @@ from seqformer.engine.loader import EpochLoader
 from seqformer.engine.logger import plot_training_curves, read_log
 from seqformer.engine.optim import build_lr_scheduler, build_optimizer
 from seqformer.engine.trainer import NonFiniteLossError, Trainer
-from seqformer.models.weights import CheckpointError
+from seqformer.weight_files import CheckpointError
 
 CPU = torch.device("cpu")
 

@@ -10,11 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from seqformer.config import Config
-from seqformer.models.criterion import build_criterion, weighted_total
-from seqformer.models.criterion_ava import SetCriterionAVA, build_ava_criterion
-from seqformer.models.criterion_vis import SetCriterionVIS, build_vis_criterion, subsample_target_masks
+from seqformer.engine.task import get_task
+from seqformer.engine.trainer import weighted_total
+from seqformer.models.ava_criterion import SetCriterionAVA, build_ava_criterion
+from seqformer.models.vis_criterion import SetCriterionVIS, build_vis_criterion, subsample_target_masks
 from seqformer.models.losses import average_num_boxes, dice_loss, sigmoid_focal_loss
-from seqformer.models.matcher import HungarianMatcherAVA, HungarianMatcherVIS, build_ava_matcher
+from seqformer.models.ava_matcher import HungarianMatcherAVA, build_ava_matcher
+from seqformer.models.vis_matcher import HungarianMatcherVIS, build_vis_matcher
 
 
 # ----------------------------------------------------------------------------- scalar references
@@ -236,8 +238,9 @@ def test_vis_list_masks_without_indices_is_an_error() -> None:
 def test_vis_builder_aux_losses_weights_and_empty_clips() -> None:
     cfg = Config()
     cfg.model.num_classes = 3
-    crit = build_vis_criterion(cfg)
-    assert isinstance(build_criterion(cfg), SetCriterionVIS) and crit.losses == ("labels", "boxes", "cardinality", "masks")
+    task = get_task("vis")
+    crit = task.build_criterion(cfg)
+    assert isinstance(crit, SetCriterionVIS) and crit.losses == ("labels", "boxes", "cardinality", "masks")
     assert crit.weight_dict["loss_dice_4"] == cfg.loss.dice_loss_coef and "loss_ce_5" not in crit.weight_dict
     assert len(crit.weight_dict) == 5 * 6
     outputs, targets = _vis_case()
@@ -404,7 +407,7 @@ def test_ava_keyframes_without_actors_are_finite_and_push_actor_scores_down() ->
     logits = torch.zeros(2, q, k, requires_grad=True)
     outputs = {"pred_logits": logits, "pred_actor": actor, "pred_boxes": torch.full((2, 2, q, 4), 0.5, requires_grad=True)}
     targets = [ava_target([], [], key_frame=1, k=k) for _ in range(2)]
-    crit = build_ava_criterion(_ava_cfg(k))
+    crit = build_ava_criterion(_ava_cfg(k), build_ava_matcher(_ava_cfg(k)))
     losses = crit(outputs, targets)
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["loss_bbox"].item() == 0.0 and losses["loss_action"].item() == 0.0
@@ -414,11 +417,11 @@ def test_ava_keyframes_without_actors_are_finite_and_push_actor_scores_down() ->
 
 
 def test_ava_builders_follow_config() -> None:
-    crit = build_criterion(_ava_cfg(80))
+    crit = get_task("ava").build_criterion(_ava_cfg(80))
     assert isinstance(crit, SetCriterionAVA) and crit.weight_dict["loss_actor_4"] == 2.0 and "loss_ce" not in crit.weight_dict
     cfg = _ava_cfg(80, actor_score=False)
     cfg.loss.action_loss, cfg.model.aux_loss = "focal", False
-    crit = build_ava_criterion(cfg)
+    crit = build_ava_criterion(cfg, build_ava_matcher(cfg))
     assert set(crit.weight_dict) == {"loss_action", "loss_bbox", "loss_giou"} and crit.action_loss == "focal"
     matcher = build_ava_matcher(cfg)
     assert matcher.cost_actor == 0.0 and matcher.action_cost == "focal"
@@ -432,7 +435,7 @@ def test_ava_optimisation_with_an_empty_keyframe_in_the_batch() -> None:
     logits = torch.nn.Parameter(torch.randn(2, q, k) - 2)
     actor = torch.nn.Parameter(torch.randn(2, q, 1) - 2)
     box_logits = torch.nn.Parameter(torch.randn(2, t, q, 4) * 0.5)
-    crit = build_ava_criterion(_ava_cfg(k))
+    crit = build_ava_criterion(_ava_cfg(k), build_ava_matcher(_ava_cfg(k)))
     opt = torch.optim.Adam([logits, actor, box_logits], lr=0.1)
 
     def step() -> tuple[torch.Tensor, dict]:

@@ -7,9 +7,14 @@ import pytest
 import torch
 
 from seqformer.config import load_config
-from seqformer.models.build import build_model
-from seqformer.models.weights import CheckpointError, load_model_weights
-from seqformer.utils.clip_batch import pad_clips
+from seqformer.engine.task import get_task
+from seqformer.weight_files import CheckpointError, load_model_weights
+from seqformer.structures import pad_clips
+
+def build_model_for(cfg):
+    """The task's model for ``cfg`` (the task adapter is the one place that picks it)."""
+    return get_task(cfg.model.task).build_model(cfg)
+
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 BACKBONES = {"r50": "resnet50", "r101": "resnet101", "x101": "resnext101_32x8d", "swin_l": "swin_l_p4w12"}
@@ -38,7 +43,7 @@ def test_state_dict_matches_released_checkpoint(name):
     # meta tensors make building the big backbones instant; Swin computes buffers at init, so CPU
     device = "cpu" if name == "swin_l" else "meta"
     with torch.device(device):
-        model = build_model(released_config(BACKBONES[name]))
+        model = build_model_for(released_config(BACKBONES[name]))
     sd = model.state_dict(keep_vars=True)
     expected = {r["name"]: r for r in rows}
     assert set(sd) == set(expected), (sorted(set(expected) - set(sd))[:5], sorted(set(sd) - set(expected))[:5])
@@ -63,10 +68,10 @@ def _tiny_cfg(**extra):
 
 def test_released_format_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = build_model(_tiny_cfg()).eval()
+    model = build_model_for(_tiny_cfg()).eval()
     path = tmp_path / "ckpt.pth"
     torch.save({"model": model.state_dict(), "epoch": 3}, path)
-    other = build_model(_tiny_cfg()).eval()
+    other = build_model_for(_tiny_cfg()).eval()
     load_model_weights(other, path)
     for (k, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         assert torch.equal(a, b), k
@@ -75,7 +80,7 @@ def test_released_format_checkpoint_round_trip(tmp_path):
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path):
-    model = build_model(_tiny_cfg())
+    model = build_model_for(_tiny_cfg())
     state = model.state_dict()
     bad_shape = dict(state)
     key = "detr.class_embed.0.weight"
@@ -105,13 +110,11 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
 def test_forward_backward_tiny_all_parameters_get_gradients(mask_channels):
     torch.manual_seed(0)
     cfg = _tiny_cfg(**({} if mask_channels is None else {"model.mask_channels": mask_channels}))
-    model = build_model(cfg).train()
+    model = build_model_for(cfg).train()
     channels = mask_channels or 64 // 32  # the original's hidden_dim // 32 by default
     assert model.mask_head.lay2.out_channels == channels
     assert model.controller.layers[-1].out_features == (channels + 2) * 8 + 8 * 8 + 8 + 8 + 8 + 1
-    from seqformer.models.matcher import build_vis_matcher  # noqa: WPS433
-
-    model.matcher = build_vis_matcher(cfg)
+    assert model.matcher is not None  # the task gives the model its matcher
     clips = [torch.randn(2, 3, 64, 96), torch.randn(2, 3, 48, 64)]
     batch = pad_clips(clips, 32)
     targets = []
@@ -142,7 +145,7 @@ def test_forward_backward_tiny_all_parameters_get_gradients(mask_channels):
 def test_batch_is_not_mixed_across_clips():
     """Each clip's predictions are independent of the other clips in the batch (the AVA fork mixed them)."""
     torch.manual_seed(0)
-    model = build_model(_tiny_cfg()).eval()
+    model = build_model_for(_tiny_cfg()).eval()
     a, b = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     both = model.inference(pad_clips([a, b], 32))
     alone = model.inference(pad_clips([b], 32))
@@ -155,7 +158,7 @@ def test_action_model_csn_shapes_and_batch_independence(strides):
     torch.manual_seed(0)
     cfg = _tiny_cfg(**{"model.task": "ava", "model.backbone": "csn50", "model.masks": "false",
                        "model.csn_temporal_strides": str(strides), "model.num_frames": 8})
-    model = build_model(cfg).eval()
+    model = build_model_for(cfg).eval()
     a, b = torch.randn(8, 3, 64, 96), torch.randn(8, 3, 64, 96)
     with torch.no_grad():
         both = model(pad_clips([a, b]))
@@ -171,7 +174,7 @@ def test_original_style_checkpoint_with_argparse_namespace_loads(tmp_path):
     """The original main.py saves {'model', 'optimizer', 'lr_scheduler', 'epoch', 'args': Namespace}."""
     import argparse
 
-    model = build_model(_tiny_cfg())
+    model = build_model_for(_tiny_cfg())
     args = argparse.Namespace(lr=2e-4, backbone="resnet50", lr_drop=[4, 10], masks=True)
     torch.save({"model": model.state_dict(), "epoch": 11, "args": args}, tmp_path / "orig.pth")
-    load_model_weights(build_model(_tiny_cfg()), tmp_path / "orig.pth")
+    load_model_weights(build_model_for(_tiny_cfg()), tmp_path / "orig.pth")

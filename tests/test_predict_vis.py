@@ -14,9 +14,14 @@ from PIL import Image
 
 from seqformer.cli import main
 from seqformer.config import load_config
-from seqformer.engine.predict_vis import VideoInputError, load_frames, read_videos
-from seqformer.models.build import build_model
-from seqformer.utils.clip_batch import clip_batch_from_tensor
+from seqformer.inference.vis import VideoInputError, load_frames, read_videos
+from seqformer.engine.task import get_task
+from seqformer.structures import clip_batch_from_tensor
+
+def build_model_for(cfg):
+    """The task's model for ``cfg`` (the task adapter is the one place that picks it)."""
+    return get_task(cfg.model.task).build_model(cfg)
+
 
 TINY = {"model": {"num_queries": 16, "enc_layers": 1, "dec_layers": 2, "hidden_dim": 64,
                   "dim_feedforward": 128, "nheads": 4, "num_classes": 6}}
@@ -28,7 +33,7 @@ def setup(tmp_path_factory):
     cfg_path = root / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(TINY))
     torch.manual_seed(0)
-    model = build_model(load_config(cfg_path))
+    model = build_model_for(load_config(cfg_path))
     with torch.no_grad():  # perturb so that scores spread and masks are non-trivial
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -8,7 +8,7 @@ import torch
 
 from seqformer.cli import main
 from seqformer.config import load_config
-from seqformer.data.synth_vis import generate_synthetic_vis
+from seqformer.data.ytvis_synth import generate_synthetic_vis
 from seqformer.engine.trainer import weighted_total
 from seqformer.tasks.ava import AVATask
 from seqformer.tasks.vis import VISTask
@@ -53,7 +53,7 @@ def test_vis_model_overfits_one_synthetic_clip(synth_vis):
 
 
 def test_ava_model_overfits_one_synthetic_clip(tmp_path):
-    from seqformer.data.synth_ava import SynthAvaConfig, generate_synth_ava
+    from seqformer.data.ava_synth import SynthAvaConfig, generate_synth_ava
     import yaml
 
     generate_synth_ava(tmp_path, SynthAvaConfig(num_train_videos=1, num_val_videos=1, seconds=4, height=64, width=96))

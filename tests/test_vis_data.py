@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from seqformer.cli import main as cli_main
-from seqformer.data.clip_transforms import (Check, Compose, PhotometricDistort, ToTensorNormalize, build_train_transforms,
+from seqformer.data.ytvis_transforms import (Check, Compose, PhotometricDistort, ToTensorNormalize, build_train_transforms,
                                             crop, hflip, resize)
 from seqformer.data.coco_video import COCOPseudoVideoDataset, build_joint_dataset, masks_to_xyxy
 from seqformer.data.collate import collate_clips
-from seqformer.data.synth_vis import generate_synthetic_vis
-from seqformer.data.ytvis import YTVISDataset, YTVISVideoDataset, sample_clip_frames
+from seqformer.data.ytvis_synth import generate_synthetic_vis
+from seqformer.data.ytvis_dataset import YTVISDataset, YTVISVideoDataset, sample_clip_frames
 from seqformer.data.ytvis_format import (YTVISFormatError, compressed_rle_counts, decode_segmentation, encode_rle,
                                          load_ytvis_json, save_ytvis_json)
 from seqformer.tools.split_vis import split_video_ids

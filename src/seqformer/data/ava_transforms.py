@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ..utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map, colour_map
+from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map, colour_map
 
 
 @dataclass(frozen=True)

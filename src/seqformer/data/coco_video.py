@@ -20,7 +20,7 @@ from PIL import Image
 from scipy.ndimage import convolve
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from seqformer.data.clip_transforms import ClipTransform, ToTensorNormalize
+from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.ytvis_format import YTVISFormatError, decode_segmentation
 
@@ -119,7 +119,7 @@ def masks_to_xyxy(masks: torch.Tensor) -> torch.Tensor:
 
 
 class COCOPseudoVideoDataset(Dataset):
-    """COCO instance json -> clips with the same target layout as :class:`~seqformer.data.ytvis.YTVISDataset`.
+    """COCO instance json -> clips with the same target layout as :class:`~seqformer.data.ytvis_dataset.YTVISDataset`.
 
     Only non-crowd annotations whose category is in ``category_map`` (``None`` keeps ids) and whose box has
     positive size are used (``num_dropped_annotations`` counts the rest); images left without one are skipped

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqformer.models.weights import CheckpointError, check_compatible, read_state_dict
+from seqformer.weight_files import CheckpointError, check_compatible, load_torch_file, read_state_dict
 
 FORMAT_VERSION = 1
 
@@ -105,13 +105,7 @@ def make_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a training checkpoint written by :func:`make_checkpoint` (weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, ... all mean "not our checkpoint"
-        raise CheckpointError(f"{path}: not a readable training checkpoint: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    ckpt = load_torch_file(path, "training checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: no 'model' entry; not a training checkpoint")
     return ckpt

@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ def detect_launch(env: dict[str, str] | None = None) -> DistInfo:
     return DistInfo()
 
 
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``auto`` = CUDA when available; in a CUDA process group each process takes ``cuda:LOCAL_RANK``."""
+def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
+    """``auto`` = CUDA when available; in a CUDA process group each process takes ``cuda:LOCAL_RANK``
+    (``info`` None: a single process)."""
+    info = info or DistInfo()
     if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
         raise ValueError(f"train.device must be auto, cpu or cuda, got {name!r}")
     if name == "auto":
@@ -127,3 +131,25 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def rank_share(num_items: int) -> range:
+    """Indices of this rank's share of ``num_items`` for distributed prediction (every ``world``-th from ``rank``)."""
+    if not is_dist():
+        return range(num_items)
+    return range(dist.get_rank(), num_items, dist.get_world_size())
+
+
+def gather_in_order(indexed_rows: list[tuple[int, list[T]]]) -> list[T] | None:
+    """On rank 0, every rank's rows in the order one process would produce them; ``None`` elsewhere.
+
+    Each rank passes ``(item index, rows of that item)`` for the items of :func:`rank_share`.
+    Sorting by item index restores the single-process order exactly, which matters: with score
+    ties the official AVA evaluator's result depends on the order of keyframes and rows, so
+    distributed validation must not reorder them (it would change the mAP).
+    """
+    parts = all_gather_objects(indexed_rows)
+    if is_dist() and dist.get_rank() != 0:
+        return None
+    merged = sorted((item for part in parts for item in part), key=lambda item: item[0])
+    return [row for _, rows in merged for row in rows]

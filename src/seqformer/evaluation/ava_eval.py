@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from seqformer.data.ava_io import read_ava_frame, read_exclusions, read_labelmap
+from seqformer.data.ava_format import read_ava_frame, read_exclusions, read_labelmap
 
 MAX_DETECTIONS_PER_KEYFRAME = 50
 IOU_THRESHOLD = 0.5

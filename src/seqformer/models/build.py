@@ -1,25 +1,30 @@
-"""Build task models from a :class:`seqformer.config.Config`."""
+"""Build the task-independent core (backbone + deformable transformer + heads) from a config.
+
+The task adapters (:mod:`seqformer.tasks`) wrap this core with their heads; this module does not
+know which tasks exist.  ``build_model`` remains for code written against earlier releases and
+asks the task registry, which is the one place that picks a model.
+"""
 from __future__ import annotations
+
+import warnings
 
 from torch import nn
 
-from ..config import Config, ConfigError
-from .action import ActionSeqFormer
-from .backbone import build_backbone
-from .detr import VideoDETR
-from .seqformer import SeqFormer
-from .transformer import DeformableTransformer
+from seqformer.config import Config
+from seqformer.models.backbones.image import build_backbone
+from seqformer.models.transformer import DeformableTransformer
+from seqformer.models.video_detr import VideoDETR
 
 CSN_BACKBONES = {"csn50": 50, "csn152": 152, "ircsn50": 50, "ircsn152": 152}
 
 
-def build_model_backbone(cfg: Config) -> tuple[nn.Module, bool]:
+def build_backbone_from_config(cfg: Config) -> tuple[nn.Module, bool]:
     """The backbone Joiner and whether it is a 3-D (clip) backbone."""
     m = cfg.model
     train_backbone = cfg.optim.lr_backbone > 0
     name = m.backbone.lower().replace("-", "").replace("_", "")
     if name in CSN_BACKBONES:
-        from .video_backbone import build_video_backbone
+        from seqformer.models.backbones.video import build_video_backbone
 
         joiner = build_video_backbone(
             depth=CSN_BACKBONES[name],
@@ -32,7 +37,7 @@ def build_model_backbone(cfg: Config) -> tuple[nn.Module, bool]:
         )
         return joiner, True
     if name == "tiny":
-        from .tiny_backbone import build_tiny_backbone
+        from seqformer.models.backbones.tiny import build_tiny_backbone
 
         return build_tiny_backbone(m.position_embedding, m.hidden_dim), False
     joiner = build_backbone(
@@ -46,11 +51,10 @@ def build_model_backbone(cfg: Config) -> tuple[nn.Module, bool]:
     return joiner, False
 
 
-def build_detr(cfg: Config) -> VideoDETR:
+def build_video_detr(cfg: Config) -> VideoDETR:
+    """The shared core: the one transformer every task's model wraps (``model.detr``)."""
     m = cfg.model
-    backbone, is_3d = build_model_backbone(cfg)
-    if m.num_feature_levels < len(backbone.strides) and m.masks and m.task == "vis":
-        raise ConfigError("model.masks needs num_feature_levels >= 3 (the mask head fuses strides 8/16/32)")
+    backbone, is_3d = build_backbone_from_config(cfg)
     transformer = DeformableTransformer(
         d_model=m.hidden_dim,
         nhead=m.nheads,
@@ -76,10 +80,9 @@ def build_detr(cfg: Config) -> VideoDETR:
 
 
 def build_model(cfg: Config) -> nn.Module:
-    """``SeqFormer`` (task ``vis``) or ``ActionSeqFormer`` (task ``ava``); matchers are attached by the task."""
-    detr = build_detr(cfg)
-    if cfg.model.task == "vis":
-        return SeqFormer(detr, rel_coord=cfg.model.rel_coord, mask_out_stride=cfg.model.mask_out_stride,
-                         masks=cfg.model.masks, mask_channels=cfg.model.mask_channels)
-    return ActionSeqFormer(detr, actor_score=cfg.model.actor_score, tube_features=cfg.model.tube_features,
-                           num_frames=cfg.model.num_frames)
+    """Deprecated: the task builds its model, ``get_task(cfg.model.task).build_model(cfg)``."""
+    from seqformer.engine.task import get_task
+
+    warnings.warn("seqformer.models.build.build_model is deprecated; use "
+                  "seqformer.engine.task.get_task(cfg.model.task).build_model(cfg)", DeprecationWarning, stacklevel=2)
+    return get_task(cfg.model.task).build_model(cfg)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import constant_, xavier_uniform_
 
-from ..ops import ms_deform_attn
+from seqformer.ops import ms_deform_attn
 
 
 class MSDeformAttn(nn.Module):

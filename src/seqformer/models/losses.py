@@ -64,19 +64,3 @@ def source_index(indices: Indices, device: torch.device) -> tuple[torch.Tensor, 
     clip = torch.cat([torch.full_like(src, b) for b, (src, _) in enumerate(indices)])
     query = torch.cat([src for src, _ in indices])
     return clip.to(device), query.to(device)
-
-
-def weighted_total(losses: dict[str, torch.Tensor], weight_dict: dict[str, float]) -> torch.Tensor:
-    """Training objective: ``Σ losses[k] · weight_dict[k]`` over the keys present in both (as the original)."""
-    terms = [losses[k] * w for k, w in weight_dict.items() if k in losses]
-    if not terms:
-        raise KeyError(f"no loss key in common with the weight dict; losses: {sorted(losses)}")
-    return torch.stack([t.reshape(()) for t in terms]).sum()
-
-
-def with_aux_layers(outputs: dict, layer_losses) -> dict:
-    """``layer_losses(layer_outputs, log)`` for the last layer, plus ``<key>_<i>`` for each aux layer ``i``."""
-    losses = layer_losses(outputs, True)
-    for i, aux in enumerate(outputs.get("aux_outputs", [])):
-        losses.update({f"{k}_{i}": v for k, v in layer_losses(aux, False).items()})
-    return losses

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import constant_, normal_, xavier_uniform_
 
-from .deformable_attention import MSDeformAttn
-from .layers import inverse_sigmoid
+from seqformer.models.deformable_attention import MSDeformAttn
+from seqformer.models.layers import inverse_sigmoid
 
 
 @dataclass

@@ -1,61 +1,47 @@
-"""Spatio-temporal action detection (AVA v2.1/v2.2 and AVA-format datasets) as an engine task."""
+"""Spatio-temporal action detection (AVA v2.1/v2.2 and AVA-format datasets) as an engine task.
+
+The adapter picks the model (the shared core + actor/action heads), builds the one matcher the
+criterion uses, and wires the dataset, inference (:mod:`seqformer.inference.ava`) and the official
+frame-mAP (:mod:`seqformer.evaluation.ava_eval`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
-from ..config import Config
-from ..data.ava import build_ava_dataset, collate_ava
-from ..data.ava_io import read_labelmap, write_detections_csv
-from ..models.action import action_scores
-from ..models.build import build_model
-from ..models.criterion import build_ava_criterion
-from ..utils.box_ops import box_cxcywh_to_xyxy
-
-
-def keyframe_detections(outputs: dict, targets: list[dict], class_ids: np.ndarray, per_keyframe: int,
-                        evaluated: np.ndarray | None = None) -> list[tuple]:
-    """Rows ``(video_id, second, x1, y1, x2, y2, action_id, score)`` of the top (box, class) pairs per keyframe.
-
-    Boxes are the keyframe boxes of the box tubes, normalised to the (uncropped) frame, so they are
-    directly the official normalised coordinates.  Only the classes in ``evaluated`` (a bool mask
-    over the model's classes; default all) compete for the ``per_keyframe`` rows: the official
-    protocol drops unevaluated classes and then keeps the 50 best rows, so with
-    ``per_keyframe >= 50`` nothing it would score is lost.
-    """
-    scores = action_scores(outputs)  # [B, Q, K]
-    if evaluated is not None:
-        scores = scores.masked_fill(~torch.as_tensor(evaluated, device=scores.device), -1.0)
-    rows = []
-    for b, target in enumerate(targets):
-        key = int(target["key_frame"])
-        boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"][b, key]).clamp(0, 1).cpu().numpy()
-        s = scores[b].cpu()
-        k = min(per_keyframe, s.numel())
-        top_scores, top_idx = torch.topk(s.flatten(), k)
-        q_idx = (top_idx // s.shape[1]).numpy()
-        c_idx = (top_idx % s.shape[1]).numpy()
-        for q, c, sc in zip(q_idx, c_idx, top_scores.tolist()):
-            if sc < 0:  # masked (unevaluated) class
-                continue
-            rows.append((target["video_id"], int(target["second"]), *boxes[q].tolist(), int(class_ids[c]), sc))
-    return rows
+from seqformer.config import Config
+from seqformer.data.ava_dataset import build_ava_dataset
+from seqformer.data.collate import collate_ava
+from seqformer.engine.distributed import gather_in_order
+from seqformer.inference.ava import Row, predict_keyframes, write_rows
+from seqformer.models.ava_criterion import SetCriterionAVA, build_ava_criterion
+from seqformer.models.ava_matcher import HungarianMatcherAVA, build_ava_matcher
+from seqformer.models.ava_model import ActionSeqFormer
+from seqformer.models.build import build_video_detr
 
 
 class AVATask:
     name = "ava"
     best_metric = "mAP"
 
-    def build_model(self, cfg: Config) -> nn.Module:
-        return build_model(cfg)
+    def __init__(self) -> None:
+        self._matcher: HungarianMatcherAVA | None = None
 
-    def build_criterion(self, cfg: Config) -> nn.Module:
-        return build_ava_criterion(cfg)
+    def matcher(self, cfg: Config) -> HungarianMatcherAVA:
+        """The one matcher instance of this task (the criterion matches; the model does not)."""
+        if self._matcher is None:
+            self._matcher = build_ava_matcher(cfg)
+        return self._matcher
+
+    def build_model(self, cfg: Config) -> ActionSeqFormer:
+        m = cfg.model
+        return ActionSeqFormer(build_video_detr(cfg), actor_score=m.actor_score, tube_features=m.tube_features,
+                               num_frames=m.num_frames)
+
+    def build_criterion(self, cfg: Config) -> SetCriterionAVA:
+        return build_ava_criterion(cfg, self.matcher(cfg))
 
     def build_dataset(self, cfg: Config, split: str) -> torch.utils.data.Dataset:
         dataset = build_ava_dataset(cfg, split)
@@ -67,52 +53,19 @@ class AVATask:
     def collate_fn(self, batch):
         return collate_ava(batch)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, cfg: Config, device: torch.device, split: str = "val", progress: bool = True) -> list[tuple]:
-        """Detection rows for this rank's share of the keyframes of ``split``."""
-        dataset = build_ava_dataset(cfg, split)
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        subset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
-        loader = torch.utils.data.DataLoader(subset, batch_size=cfg.optim.batch_size, shuffle=False,
-                                             num_workers=cfg.data.num_workers, collate_fn=collate_ava)
-        class_ids = np.array(dataset.class_ids)
-        evaluated = None
-        if cfg.data.ava_eval_labelmap:
-            keep = {i for i, _ in read_labelmap(cfg.data.ava_eval_labelmap)}
-            evaluated = np.array([c in keep for c in class_ids])
-        rows: list[tuple] = []
-        for samples, targets in tqdm(loader, desc="predict ava", unit="batch", disable=not progress or rank != 0):
-            if samples is None:
-                continue
-            outputs = model(samples.to(device))
-            rows += keyframe_detections(outputs, targets, class_ids, cfg.eval.ava_detections_per_keyframe, evaluated)
-        skipped = dataset.skip_counts()
-        if any(skipped.values()):
-            print(f"predict ava: {skipped}")
-        return rows
+    def predict(self, model: nn.Module, cfg: Config, device: torch.device, split: str = "val",
+                progress: bool = True) -> list[Row]:
+        """Detection rows of every keyframe of ``split`` (one process)."""
+        return [row for _, rows in predict_keyframes(model, cfg, device, split, progress=progress) for row in rows]
 
     def evaluate(self, model: nn.Module, cfg: Config, device: torch.device, output_dir: str, epoch: int) -> dict[str, float]:
-        from ..evaluation.ava_eval import evaluate_ava
+        from seqformer.evaluation.ava_eval import evaluate_ava
 
-        rows = self.predict(model, cfg, device, progress=False)
-        if dist.is_initialized():
-            gathered: list[list[tuple]] = [None] * dist.get_world_size()  # type: ignore[list-item]
-            dist.all_gather_object(gathered, rows)
-            rows = [r for part in gathered for r in part]
-            if dist.get_rank() != 0:
-                return {}
+        rows = gather_in_order(predict_keyframes(model, cfg, device, "val", shard=True, progress=False))
+        if rows is None:
+            return {}
         out = Path(output_dir) / f"detections_val_epoch{epoch:04d}.csv"
         write_rows(out, rows)
         labelmap = cfg.data.ava_eval_labelmap or cfg.data.ava_labelmap
         result = evaluate_ava(labelmap, cfg.data.ava_val_csv, out, cfg.data.ava_exclusions)
         return {"mAP": float(result["mAP"])}
-
-
-def write_rows(path: str | Path, rows: list[tuple]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not rows:
-        write_detections_csv(path, [], np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0))
-        return
-    video_ids, seconds, x1, y1, x2, y2, actions, scores = zip(*rows)
-    write_detections_csv(path, list(video_ids), np.array(seconds), np.stack([x1, y1, x2, y2], 1),
-                         np.array(actions), np.array(scores))

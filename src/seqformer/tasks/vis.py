@@ -1,21 +1,27 @@
-"""Video instance segmentation (YouTube-VIS 2019/2021, COCO joint training) as an engine task."""
+"""Video instance segmentation (YouTube-VIS 2019/2021, COCO joint training) as an engine task.
+
+The adapter picks the model (the shared core + SeqFormer's mask head), builds the one matcher that
+both the model (matching inside its forward) and the criterion use, and wires the datasets,
+inference (:mod:`seqformer.inference.vis`) and evaluation (:mod:`seqformer.evaluation.ytvis_eval`).
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from ..config import Config
-from ..data.clip_transforms import build_train_transforms
-from ..data.collate import collate_clips
-from ..data.ytvis import YTVISDataset
-from ..engine.predict_vis import iter_predictions, read_videos
-from ..models.build import build_model
-from ..models.criterion import build_vis_criterion
-from ..models.matcher import build_vis_matcher
+from seqformer.config import Config, ConfigError
+from seqformer.data.collate import collate_clips
+from seqformer.data.ytvis_dataset import YTVISDataset
+from seqformer.data.ytvis_transforms import build_train_transforms
+from seqformer.engine.distributed import gather_in_order
+from seqformer.inference.vis import predict_videos
+from seqformer.models.build import build_video_detr
+from seqformer.models.vis_criterion import SetCriterionVIS, build_vis_criterion
+from seqformer.models.vis_matcher import HungarianMatcherVIS, build_vis_matcher
+from seqformer.models.vis_model import SeqFormer
 
 
 def vis_paths(cfg: Config, split: str) -> tuple[Path, Path]:
@@ -30,13 +36,25 @@ class VISTask:
     name = "vis"
     best_metric = "AP"
 
-    def build_model(self, cfg: Config) -> nn.Module:
-        model = build_model(cfg)
-        model.matcher = build_vis_matcher(cfg)
-        return model
+    def __init__(self) -> None:
+        self._matcher: HungarianMatcherVIS | None = None
 
-    def build_criterion(self, cfg: Config) -> nn.Module:
-        return build_vis_criterion(cfg)
+    def matcher(self, cfg: Config) -> HungarianMatcherVIS:
+        """The one matcher instance shared by the model and the criterion."""
+        if self._matcher is None:
+            self._matcher = build_vis_matcher(cfg)
+        return self._matcher
+
+    def build_model(self, cfg: Config) -> SeqFormer:
+        m = cfg.model
+        detr = build_video_detr(cfg)
+        if m.masks and m.num_feature_levels < len(detr.backbone.strides):
+            raise ConfigError("model.masks needs num_feature_levels >= 3 (the mask head fuses strides 8/16/32)")
+        return SeqFormer(detr, rel_coord=m.rel_coord, mask_out_stride=m.mask_out_stride, matcher=self.matcher(cfg),
+                         masks=m.masks, mask_channels=m.mask_channels)
+
+    def build_criterion(self, cfg: Config) -> SetCriterionVIS:
+        return build_vis_criterion(cfg, self.matcher(cfg))
 
     def build_dataset(self, cfg: Config, split: str) -> torch.utils.data.Dataset:
         d = cfg.data
@@ -44,7 +62,7 @@ class VISTask:
         transforms = build_train_transforms(d.train_scales, d.train_max_size, d.crop_scales, d.crop_size, d.photometric)
         dataset = YTVISDataset(img_dir, ann, num_frames=cfg.model.num_frames, transforms=transforms)
         if split == "train" and d.dataset_file.lower() == "jointcoco":
-            from ..data.coco_video import COCOPseudoVideoDataset, build_joint_dataset
+            from seqformer.data.coco_video import COCOPseudoVideoDataset, build_joint_dataset
 
             coco_tf = build_train_transforms(d.train_scales, d.train_max_size, d.crop_scales, d.crop_size, photometric=False)
             coco = COCOPseudoVideoDataset(Path(d.coco_path) / "train2017", Path(d.coco_path) / d.coco_ann,
@@ -55,33 +73,20 @@ class VISTask:
     def collate_fn(self, batch):
         return collate_clips(batch)
 
-    @torch.no_grad()
-    def predict(self, model: nn.Module, cfg: Config, device: torch.device, split: str = "val") -> list[dict]:
-        """Results-json entries of this rank's share of the videos of ``split``."""
+    def predict(self, model: nn.Module, cfg: Config, device: torch.device, split: str = "val",
+                progress: bool = False) -> list[dict]:
+        """Results-json entries of every video of ``split`` (one process)."""
         img_dir, ann = vis_paths(cfg, split)
-        videos = read_videos(ann)
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        results: list[dict] = []
-        for entries in iter_predictions(model, img_dir, videos[rank::world], device, short_side=cfg.data.val_short_side,
-                                        topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold,
-                                        null_score=cfg.eval.null_score,
-                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap,
-                             max_size=cfg.data.val_max_size):
-            results.extend(entries)
-        return results
+        return [r for _, rows in predict_videos(model, cfg, device, img_dir, ann, progress=progress) for r in rows]
 
     def evaluate(self, model: nn.Module, cfg: Config, device: torch.device, output_dir: str, epoch: int) -> dict[str, float]:
-        from ..evaluation.ytvis_eval import evaluate_ytvis
+        from seqformer.evaluation.ytvis_eval import evaluate_ytvis
 
-        results = self.predict(model, cfg, device)
-        if dist.is_initialized():
-            gathered: list[list[dict]] = [None] * dist.get_world_size()  # type: ignore[list-item]
-            dist.all_gather_object(gathered, results)
-            results = [r for part in gathered for r in part]
-            if dist.get_rank() != 0:
-                return {}
+        img_dir, ann = vis_paths(cfg, "val")
+        results = gather_in_order(predict_videos(model, cfg, device, img_dir, ann, shard=True))
+        if results is None:
+            return {}
         out = Path(output_dir) / f"results_val_epoch{epoch:04d}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results))
-        _, ann = vis_paths(cfg, "val")
         return evaluate_ytvis(ann, results)

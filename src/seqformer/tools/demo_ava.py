@@ -36,13 +36,14 @@ def _flatten(data: dict, prefix: str = "") -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config, save_config
-    from ..data.synth_ava import SynthAvaConfig, generate_synth_ava
-    from ..engine.logger import plot_training_curves
-    from ..engine.trainer import Trainer
-    from ..evaluation.ava_eval import evaluate_ava
-    from ..tasks.ava import AVATask, write_rows
-    from .evaluate_ava import format_table, save_bar_chart
+    from seqformer.config import load_config, save_config
+    from seqformer.data.ava_synth import SynthAvaConfig, generate_synth_ava
+    from seqformer.engine.logger import plot_training_curves
+    from seqformer.engine.trainer import Trainer
+    from seqformer.evaluation.ava_eval import evaluate_ava
+    from seqformer.evaluation.ava_report import format_table, save_bar_chart
+    from seqformer.inference.ava import write_rows
+    from seqformer.tasks.ava import AVATask
 
     t_start = time.time()
     out = Path(args.out)

@@ -25,13 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config, save_config
-    from ..data.synth_vis import SYNTH_CATEGORIES, generate_synthetic_vis
-    from ..engine.logger import plot_training_curves
-    from ..engine.trainer import Trainer
-    from ..evaluation.ytvis_eval import evaluate_ytvis, format_ytvis_table
-    from ..tasks.vis import VISTask, vis_paths
-    from ..utils.visualize import render_vis_gif
+    from seqformer.config import load_config, save_config
+    from seqformer.data.ytvis_synth import SYNTH_CATEGORIES, generate_synthetic_vis
+    from seqformer.engine.logger import plot_training_curves
+    from seqformer.engine.trainer import Trainer
+    from seqformer.evaluation.ytvis_eval import evaluate_ytvis, format_ytvis_table
+    from seqformer.tasks.vis import VISTask, vis_paths
+    from seqformer.utils.visualize import render_vis_gif
 
     t_start = time.time()
     out = Path(args.out)

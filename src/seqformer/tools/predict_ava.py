@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config
-from ..models.weights import load_model_weights
-from .predict_vis import resolve_device
+from seqformer.config import load_config
+from seqformer.engine.distributed import resolve_device
+from seqformer.weight_files import load_model_weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tasks.ava import AVATask, write_rows
+    from seqformer.engine.task import get_task
+    from seqformer.inference.ava import write_rows
 
     cfg = load_config(args.config, args.overrides)
     device = resolve_device(args.device)
-    task = AVATask()
+    task = get_task("ava")
     model = task.build_model(cfg)
     load_model_weights(model, args.weights)
     model.to(device).eval()

@@ -6,15 +6,11 @@ import json
 import zipfile
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from ..config import load_config
-from ..engine.distributed import DistInfo
-from ..engine.distributed import resolve_device as engine_resolve_device
-from ..engine.predict_vis import iter_predictions, read_videos
-from ..models.build import build_model
-from ..models.weights import load_model_weights
+from seqformer.config import load_config
+from seqformer.engine.distributed import resolve_device
+from seqformer.engine.task import get_task
+from seqformer.inference.vis import predict_videos
+from seqformer.weight_files import load_model_weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,31 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 
-def resolve_device(name: str) -> torch.device:
-    """The inference device for a single process (same rules as training's ``train.device``)."""
-    return engine_resolve_device(name, DistInfo())
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     device = resolve_device(args.device)
-    model = build_model(cfg)
+    model = get_task("vis").build_model(cfg)
     load_model_weights(model, args.weights)
     model.to(device).eval()
-    videos = read_videos(args.annotations)
-    results: list[dict] = []
-    preds = iter_predictions(model, args.images, videos, device, short_side=cfg.data.val_short_side,
-                             topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold, null_score=cfg.eval.null_score,
-                             max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap,
-                             max_size=cfg.data.val_max_size)
-    for entries in tqdm(preds, total=len(videos), desc="videos", unit="video"):
-        results.extend(entries)
+    per_video = predict_videos(model, cfg, device, args.images, args.annotations, progress=True)
+    results = [entry for _, entries in per_video for entry in entries]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(results))
     tmp.replace(out)
-    print(f"wrote {len(results)} instances for {len(videos)} videos to {out}")
+    print(f"wrote {len(results)} instances for {len(per_video)} videos to {out}")
     if args.zip:
         zpath = out.with_suffix(".zip")
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:

@@ -104,7 +104,7 @@ def _check_same_settings(job: ExtractJob) -> None:
 
 
 def _video_ids_from_csvs(paths: list[str]) -> list[str]:
-    from seqformer.data.ava_io import read_ava_csv
+    from seqformer.data.ava_format import read_ava_csv
 
     ids: set[str] = set()
     for path in paths:

@@ -1,10 +1,10 @@
-"""``seqformer synth ava``: write a synthetic AVA-format dataset (see ``seqformer.data.synth_ava``)."""
+"""``seqformer synth ava``: write a synthetic AVA-format dataset (see ``seqformer.data.ava_synth``)."""
 from __future__ import annotations
 
 import argparse
 from dataclasses import fields
 
-from seqformer.data.synth_ava import SynthAvaConfig, generate_synth_ava
+from seqformer.data.ava_synth import SynthAvaConfig, generate_synth_ava
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,9 +1,9 @@
-"""``seqformer synth vis``: write a synthetic YouTube-VIS-format dataset (see ``seqformer.data.synth_vis``)."""
+"""``seqformer synth vis``: write a synthetic YouTube-VIS-format dataset (see ``seqformer.data.ytvis_synth``)."""
 from __future__ import annotations
 
 import argparse
 
-from seqformer.data.synth_vis import generate_synthetic_vis
+from seqformer.data.ytvis_synth import generate_synthetic_vis
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Per-clip colour maps: colour jitter and ImageNet normalisation as one affine map on uint8 pixels.
 
 Data workers hand over uint8 clips plus a ``[3,3]`` colour map, and the map is applied on the
-training device (:meth:`seqformer.utils.clip_batch.ClipBatch.normalized`).  A float clip is four
+training device (:meth:`seqformer.structures.ClipBatch.normalized`).  A float clip is four
 times larger than its pixels, so converting in the workers made the float conversion and the
 worker-to-trainer copy dominate AVA loading (docs/benchmarks.md).
 

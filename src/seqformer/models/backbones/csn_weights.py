@@ -18,9 +18,7 @@ Conv weights are stored ``[out, in/groups, t, h, w]`` like PyTorch; BN vectors c
 """
 from __future__ import annotations
 
-import importlib
 import logging
-import pickle
 import re
 import zipfile
 from collections.abc import Mapping
@@ -30,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from seqformer.weight_files import CheckpointError, load_mat_file, load_numpy_pickle, load_torch_file, unwrap_state_dict
 
 __all__ = ["CSNWeightReport", "caffe2_blob_names", "load_csn_weights"]
 
@@ -81,65 +81,23 @@ def caffe2_blob_names(model: nn.Module) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ readers
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts of numpy arrays and nothing else (a caffe2 ``.pkl`` must not run code)."""
-
-    _ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-                ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
-                ("collections", "OrderedDict"), ("_codecs", "encode")}  # protocol-2 bytes
-
-    def find_class(self, module: str, name: str):
-        if module.startswith("numpy.core"):  # pickles written by numpy < 2
-            module = "numpy._core" + module[len("numpy.core"):]
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays are allowed")
-        return getattr(importlib.import_module(module), name)
-
-
 def _read_caffe2_pickle(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with path.open("rb") as f:
-            obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise ValueError(f"{path}: not a caffe2 blob pickle ({type(exc).__name__}: {exc})") from None
+    obj = load_numpy_pickle(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("blobs"), Mapping):
         obj = obj["blobs"]
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a dict of caffe2 blobs, got {type(obj).__name__}")
+        raise CheckpointError(f"{path}: expected a dict of caffe2 blobs, got {type(obj).__name__}")
     return dict(obj)
 
 
-def _read_mat(path: Path) -> dict[str, np.ndarray]:
-    import scipy.io
-
-    try:
-        blobs = scipy.io.loadmat(str(path))
-    except Exception as exc:  # scipy raises several unrelated types for corrupt files
-        raise ValueError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from None
-    return {k: v for k, v in blobs.items() if not k.startswith("__")}  # __header__, __version__, __globals__
-
-
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, wrong format, non-allowlisted globals
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
-    for _ in range(2):  # {'model': sd}, {'state_dict': sd} or one nested in the other
-        if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), Mapping)), None)
-            obj = obj if inner is None else inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{path}: expected a non-empty state dict, got {type(obj).__name__}")
-    anchor = next((k for k in obj if isinstance(k, str) and k.endswith(_ANCHOR)), None)
+    obj = unwrap_state_dict(load_torch_file(path, "ir-CSN weights"), path)
+    anchor = next((k for k in obj if k.endswith(_ANCHOR)), None)
     if anchor is None:
-        raise ValueError(f"{path}: no ir-CSN weights found (no key ending in {_ANCHOR!r}; "
-                         f"first key {next(iter(obj))!r})")
+        raise CheckpointError(f"{path}: no ir-CSN weights found (no key ending in {_ANCHOR!r}; "
+                              f"first key {next(iter(obj))!r})")
     prefix = anchor[: -len(_ANCHOR)]  # '', 'backbone.', 'backbone.0.body.', 'module.backbone.0.body.', ...
-    state = {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
-    bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
-    if bad is not None:
-        raise ValueError(f"{path}: entry {prefix + bad!r} is a {type(state[bad]).__name__}, not a tensor")
-    return state
+    return {k[len(prefix):]: v for k, v in obj.items() if k.startswith(prefix)}
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -151,21 +109,21 @@ def _state_from_caffe2(blobs: dict[str, np.ndarray], body: nn.Module, path: Path
     state: dict[str, torch.Tensor] = {}
     for key, blob in names.items():
         if blob not in blobs:
-            raise ValueError(f"{path}: missing caffe2 blob {blob!r} for {key!r} "
+            raise CheckpointError(f"{path}: missing caffe2 blob {blob!r} for {key!r} "
                              f"({sum(b not in blobs for b in names.values())} of {len(names)} blobs missing)")
         array = np.asarray(blobs[blob])
         expected = tuple(target[key].shape)
         if len(expected) == 1 and array.size == expected[0] and max(array.shape, default=1) == array.size:
             array = array.reshape(-1)  # loadmat returns vectors as [1, C]
         if tuple(array.shape) != expected:
-            raise ValueError(f"{path}: blob {blob!r} has shape {list(array.shape)} but {key!r} expects "
+            raise CheckpointError(f"{path}: blob {blob!r} has shape {list(array.shape)} but {key!r} expects "
                              f"{list(expected)} (a file for another ir-CSN depth?)")
         state[key] = torch.from_numpy(np.ascontiguousarray(array)).to(target[key].dtype)
     used = set(names.values())
     extra = sorted(b for b in blobs if b not in used)
     stray = next((b for b in extra if _CAFFE2_WEIGHT.fullmatch(b)), None)
     if stray is not None:
-        raise ValueError(f"{path}: blob {stray!r} has no place in the ir-CSN-{getattr(body, 'depth', '?')} "
+        raise CheckpointError(f"{path}: blob {stray!r} has no place in the ir-CSN-{getattr(body, 'depth', '?')} "
                          "model (a file for another depth?)")
     return state, extra
 
@@ -179,15 +137,15 @@ def _state_from_torch(source: dict[str, torch.Tensor], body: nn.Module, path: Pa
             if key.endswith("num_batches_tracked"):
                 continue
             missing = sum(k not in source and not k.endswith("num_batches_tracked") for k in target)
-            raise ValueError(f"{path}: missing key {key!r} (shape {list(tensor.shape)}); {missing} keys missing")
+            raise CheckpointError(f"{path}: missing key {key!r} (shape {list(tensor.shape)}); {missing} keys missing")
         if tuple(source[key].shape) != tuple(tensor.shape):
-            raise ValueError(f"{path}: key {key!r} has shape {list(source[key].shape)}, the ir-CSN-"
+            raise CheckpointError(f"{path}: key {key!r} has shape {list(source[key].shape)}, the ir-CSN-"
                              f"{getattr(body, 'depth', '?')} model expects {list(tensor.shape)}")
         state[key] = source[key]
     ignored = sorted(k for k in source if k not in target and k.startswith(_CLASSIFIER_PREFIXES))
     stray = next((k for k in source if k not in target and k not in ignored), None)
     if stray is not None:
-        raise ValueError(f"{path}: unexpected key {stray!r} (not in the ir-CSN-{getattr(body, 'depth', '?')} "
+        raise CheckpointError(f"{path}: unexpected key {stray!r} (not in the ir-CSN-{getattr(body, 'depth', '?')} "
                          "model; a file for another depth or backbone?)")
     return state, ignored
 
@@ -199,17 +157,15 @@ def load_csn_weights(model: nn.Module, path: str | Path) -> CSNWeightReport:
     or a flat dict, numpy arrays only) unless the file is a PyTorch zip; anything else -> ``torch.load`` with
     ``weights_only=True``, unwrapping ``state_dict``/``model`` and any key prefix in front of the body
     (``backbone.``, ``backbone.0.body.``, ``module.``...).  Every model weight must be present with its exact
-    shape, and no file weight may be left over; otherwise ValueError names the file and the first offending key.
+    shape, and no file weight may be left over; otherwise :class:`CheckpointError` names the file and the first offending key.
     Classifier (``out_fc``/``last_out_L400``) and solver entries are skipped and listed in ``ignored``.
     """
     body = _body(model)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ir-CSN weights file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".mat":
         fmt = "caffe2-mat"
-        state, ignored = _state_from_caffe2(_read_mat(path), body, path)
+        state, ignored = _state_from_caffe2(load_mat_file(path), body, path)
     elif suffix in (".pkl", ".pickle") and not zipfile.is_zipfile(path):
         fmt = "caffe2-pkl"
         state, ignored = _state_from_caffe2(_read_caffe2_pickle(path), body, path)

@@ -24,18 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from seqformer.models.losses import Indices, average_num_boxes, sigmoid_focal_loss, source_index, with_aux_layers
-from seqformer.models.matcher import HungarianMatcherAVA, Targets, build_ava_matcher, keyframe_boxes
+from seqformer.models.ava_matcher import HungarianMatcherAVA, keyframe_boxes
+from seqformer.models.losses import Indices, sigmoid_focal_loss, source_index
+from seqformer.models.set_criterion import SetCriterion, with_aux_weights
+from seqformer.structures import Targets
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
 if TYPE_CHECKING:
     from seqformer.config import Config
 
 
-class SetCriterionAVA(nn.Module):
-    """Matching + losses for action detection.  ``forward`` returns every term, aux layers suffixed ``_i``."""
+class SetCriterionAVA(SetCriterion):
+    """Action-detection losses: actor-ness, multi-label actions, keyframe box L1 + GIoU."""
 
     def __init__(
         self,
@@ -46,34 +47,18 @@ class SetCriterionAVA(nn.Module):
         positive_weight: float = 1.0,
         focal_alpha: float = 0.25,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, matcher, weight_dict)
         if action_loss not in ("bce", "focal"):
             raise ValueError(f"action_loss must be 'bce' or 'focal', got {action_loss!r}")
-        self.num_classes = num_classes
-        self.matcher = matcher
-        self.weight_dict = weight_dict
         self.action_loss = action_loss
         self.positive_weight = positive_weight
         self.focal_alpha = focal_alpha
 
-    def forward(self, outputs: dict[str, Any], targets: Targets) -> dict[str, torch.Tensor]:
-        device = outputs["pred_logits"].device
-        num_boxes = average_num_boxes(sum(len(t["boxes"]) for t in targets), device)
-        return with_aux_layers(outputs, lambda out, log: self.layer_losses(out, targets, num_boxes, log=log))
+    def num_targets(self, targets: Targets) -> int:
+        return sum(len(t["boxes"]) for t in targets)
 
-    def layer_losses(
-        self, outputs: dict[str, Any], targets: Targets, num_boxes: float, log: bool
-    ) -> dict[str, torch.Tensor]:
-        logits = outputs["pred_logits"]
-        if logits.shape[0] != len(targets) or logits.shape[-1] != self.num_classes:
-            raise ValueError(
-                f"pred_logits {tuple(logits.shape)} does not fit {len(targets)} targets x {self.num_classes} classes"
-            )
-        indices = outputs.get("indices")
-        if indices is None:
-            indices = self.matcher(outputs, targets)
-        if len(indices) != len(targets):
-            raise ValueError(f"{len(indices)} matchings for {len(targets)} clips")
+    def layer_losses(self, outputs: dict[str, Any], targets: Targets, indices: Indices, num_boxes: float,
+                     log: bool, batch_outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         losses = self.loss_action(outputs, targets, indices, num_boxes, log)
         if outputs.get("pred_actor") is not None:
             losses.update(self.loss_actor(outputs, indices, num_boxes))
@@ -142,17 +127,13 @@ def ava_weight_dict(cfg: Config) -> dict[str, float]:
     weights = {"loss_action": cfg.loss.cls_loss_coef, "loss_bbox": cfg.loss.bbox_loss_coef, "loss_giou": cfg.loss.giou_loss_coef}
     if cfg.model.actor_score:
         weights["loss_actor"] = cfg.loss.actor_loss_coef
-    if cfg.model.aux_loss:
-        base = dict(weights)
-        for i in range(cfg.model.dec_layers - 1):
-            weights.update({f"{k}_{i}": v for k, v in base.items()})
-    return weights
+    return with_aux_weights(weights, cfg.model.aux_loss, cfg.model.dec_layers)
 
 
-def build_ava_criterion(cfg: Config, matcher: HungarianMatcherAVA | None = None) -> SetCriterionAVA:
+def build_ava_criterion(cfg: Config, matcher: HungarianMatcherAVA) -> SetCriterionAVA:
     return SetCriterionAVA(
         num_classes=cfg.model.num_classes,
-        matcher=matcher if matcher is not None else build_ava_matcher(cfg),
+        matcher=matcher,
         weight_dict=ava_weight_dict(cfg),
         action_loss=cfg.loss.action_loss,
         positive_weight=cfg.loss.positive_weight,

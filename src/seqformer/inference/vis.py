@@ -20,10 +20,13 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image, UnidentifiedImageError
 
-from ..utils.clip_batch import clip_batch_from_tensor
-from ..utils.colour import IMAGENET_MEAN, IMAGENET_STD
-from .long_video import predict_long_video
+from tqdm import tqdm
+
+from seqformer.engine.distributed import rank_share
 from seqformer.errors import SeqFormerError
+from seqformer.inference.long_video import predict_long_video
+from seqformer.structures import clip_batch_from_tensor
+from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD
 
 
 class VideoInputError(SeqFormerError, ValueError):
@@ -136,7 +139,7 @@ def iter_predictions(model, image_dir: str | Path, videos: list[VideoEntry], dev
                      short_side: int = 360, max_frames_per_clip: int = 0, clip_overlap: int = 0,
                      max_size: int | None = None, **kwargs) -> Iterator[list[dict]]:
     """Results per video: the original whole-video path up to ``max_frames_per_clip`` frames (0 = no
-    limit), linked overlapping clips above it (:mod:`seqformer.engine.long_video`)."""
+    limit), linked overlapping clips above it (:mod:`seqformer.inference.long_video`)."""
     for video in videos:
         if 0 < max_frames_per_clip < len(video.file_names):
             def load_clip(frames_range: range, video: VideoEntry = video) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -148,3 +151,18 @@ def iter_predictions(model, image_dir: str | Path, videos: list[VideoEntry], dev
         else:
             frames, size = load_frames(image_dir, video, short_side, max_size=max_size)
             yield predict_video(model, frames.to(device), size, video, **kwargs)
+
+
+@torch.no_grad()
+def predict_videos(model, cfg, device: torch.device, image_dir: str | Path, annotations: str | Path,
+                   shard: bool = False, progress: bool = False) -> list[tuple[int, list[dict]]]:
+    """``(video index, results-json entries)`` of every video of ``annotations`` (with ``shard``: this
+    rank's share), with the config's inference settings."""
+    videos = read_videos(annotations)
+    share = list(rank_share(len(videos)) if shard else range(len(videos)))
+    predictions = iter_predictions(model, image_dir, [videos[i] for i in share], device,
+                                   short_side=cfg.data.val_short_side, topk=cfg.eval.topk,
+                                   mask_threshold=cfg.eval.mask_threshold, null_score=cfg.eval.null_score,
+                                   max_frames_per_clip=cfg.eval.max_frames_per_clip,
+                                   clip_overlap=cfg.eval.clip_overlap, max_size=cfg.data.val_max_size)
+    return list(zip(share, tqdm(predictions, total=len(share), desc="videos", unit="video", disable=not progress)))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Joiner, build_position_encoding
-from ..utils.clip_batch import interpolate_mask
+from seqformer.models.position_encoding import Joiner, build_position_encoding
+from seqformer.structures import interpolate_mask
 
 
 def _stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:

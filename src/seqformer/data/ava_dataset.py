@@ -5,7 +5,7 @@ One sample per annotated keyframe ``(video_id, second)``, in sorted order.  A sa
 ``num_frames // 2``; at a video boundary the edge frame is repeated so the keyframe keeps its
 position (the fork instead shifted the window, moving the keyframe).  Clips come out as uint8
 ``[T,3,H,W]`` pixels with ``target["colour_map"]`` (colour jitter + normalisation, applied by the
-model on its device: :meth:`seqformer.utils.clip_batch.ClipBatch.normalized`).  Keyframe second
+model on its device: :meth:`seqformer.structures.ClipBatch.normalized`).  Keyframe second
 ``S`` is frame index ``(S - start_second) * fps`` (AVA: ``(S - 900) * 30``) of a timeline whose
 frame ``k`` is stored at ``frame_pattern.format(video_id=..., frame=k + first_frame_number)``.
 
@@ -26,16 +26,15 @@ Custom datasets need no code, only files in the AVA formats and these settings:
 - ``keyframe_list``: a ``video_id,second`` CSV of extra keyframes to include with zero boxes
   (e.g. unannotated seconds as negatives).
 
-Bad data: a malformed CSV raises naming file and line (``seqformer.data.ava_io``).  A missing or
+Bad data: a malformed CSV raises naming file and line (``seqformer.data.ava_format``).  A missing or
 corrupt frame raises :class:`FrameReadError` naming the file.  With ``skip_corrupt_frames`` a bad
 non-key frame is replaced by the nearest good frame of the clip and a sample whose keyframe (or
-video) is unreadable is skipped: ``__getitem__`` returns ``None``, :func:`collate_ava` drops it, and
+video) is unreadable is skipped: ``__getitem__`` returns ``None``, :func:`seqformer.data.collate.collate_ava` drops it, and
 both are counted in :meth:`AVADataset.skip_counts` (shared across DataLoader workers).  A sample is
 never silently swapped for another one.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,13 +43,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
-from seqformer.data.ava_io import read_ava_csv, read_exclusions, read_labelmap
+from seqformer.data.ava_format import read_ava_csv, read_exclusions, read_labelmap
+from seqformer.data.collate import keep_large_allocations_in_worker_heap
 from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, read_frames_index
-from seqformer.utils.clip_batch import ClipBatch, pad_clips
 
 logger = logging.getLogger(__name__)
 _BOX_KEYS = ["video_id", "second", "x1", "y1", "x2", "y2", "person_id"]
@@ -169,7 +168,7 @@ class AVADataset(Dataset):
         return {"skipped_samples": self._skipped_samples.value, "replaced_frames": self._replaced_frames.value}
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | None:
-        _keep_large_allocations_in_worker_heap()
+        keep_large_allocations_in_worker_heap()
         video_id, second = self.key(i)
         try:
             info = self.source.info(video_id)
@@ -232,67 +231,6 @@ class AVADataset(Dataset):
             self._replaced_frames.increment()
             logger.warning("replacing frame %d by %d in keyframe %s,%d: %s", k, nearest, video_id, second, e)
         return np.stack([decoded[k] for k in indices.tolist()])
-
-
-_MALLOC_TUNED = False
-
-
-def _keep_large_allocations_in_worker_heap() -> None:
-    """In a DataLoader worker, stop glibc from mmap/munmap-ing every large clip buffer.
-
-    Each fresh mapping page-faults on first touch; keeping big blocks in the heap makes a training
-    clip cheaper (benchmarks/bench_ava_loading.py).  Worker processes only; no-op elsewhere.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or get_worker_info() is None:
-        return
-    _MALLOC_TUNED = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def collate_ava(batch: list[tuple[torch.Tensor, dict[str, Any]] | None]) -> tuple[ClipBatch | None, list[dict]]:
-    """Pad uint8 ``[T,3,H,W]`` clips into a :class:`ClipBatch` carrying the targets' colour maps.
-
-    Skipped samples (``None``) are dropped; a batch whose samples were all skipped comes back as
-    ``(None, [])``.  The colour maps move from the targets into the batch (applied by the model).
-    """
-    kept = [sample for sample in batch if sample is not None]
-    if not kept:
-        return None, []
-    clips = [clip for clip, _ in kept]
-    targets = [{k: v for k, v in target.items() if k != "colour_map"} for _, target in kept]
-    padded = pad_clips(clips) if get_worker_info() is None else _pad_clips_shared(clips)
-    if all("colour_map" in target for _, target in kept):
-        padded.colour_map = torch.stack([target["colour_map"] for _, target in kept])
-    return padded, targets
-
-
-def _pad_clips_shared(clips: list[torch.Tensor]) -> ClipBatch:
-    """``pad_clips`` writing straight into shared memory, as ``default_collate`` does in workers.
-
-    A clip batch is large (~11 MB of uint8 pixels per clip); padding into private memory and then
-    having the worker queue copy it into shared memory would move it twice.  Same layout as ``pad_clips`` (tested).
-    """
-    t = clips[0].shape[0]
-    h = max(c.shape[2] for c in clips)
-    w = max(c.shape[3] for c in clips)
-    shape = (len(clips), t, 3, h, w)
-    storage = clips[0]._typed_storage()._new_shared(int(np.prod(shape)), device=clips[0].device)
-    tensors = clips[0].new(storage).view(shape)
-    mask = torch.ones((len(clips), t, h, w), dtype=torch.bool)
-    for i, c in enumerate(clips):
-        if c.dim() != 4 or c.shape[0] != t or c.shape[1] != 3:
-            raise ValueError(f"clips must all be [T={t},3,H,W]; got {[tuple(x.shape) for x in clips]}")
-        tensors[i, :, :, : c.shape[2], : c.shape[3]].copy_(c)
-        tensors[i, :, :, c.shape[2]:].zero_()
-        tensors[i, :, :, : c.shape[2], c.shape[3]:].zero_()
-        mask[i, :, : c.shape[2], : c.shape[3]] = False
-    return ClipBatch(tensors, mask)
 
 
 def build_ava_dataset(cfg, split: str, **overrides: Any) -> AVADataset:

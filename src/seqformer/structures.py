@@ -1,4 +1,7 @@
-"""Padded batch of video clips shared by data loaders and models.
+"""The data structures between data loading and the model: padded clip batches and target dicts.
+
+``ClipBatch`` is the model's input; the target dicts (:class:`VISTarget`, :class:`AVATarget`) are
+what datasets produce and what matchers and criteria read.  Their keys are written down here once.
 
 The original packs frames of all clips into one flat ``[B*T,3,H,W]`` tensor and relies on an
 implicit batch-major order; the AVA fork broke that order.  Keeping the clip axis explicit
@@ -11,11 +14,41 @@ the bytes and do no float work (see :mod:`seqformer.utils.colour`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
 
-from .colour import apply_colour_map
+from seqformer.utils.colour import apply_colour_map
+
+
+class VISTarget(TypedDict, total=False):
+    """One clip's instances (YouTube-VIS, COCO pseudo-videos); ``N`` instances, ``T`` frames."""
+
+    labels: torch.Tensor  # [N] int64 category ids (the model's class indices)
+    boxes: torch.Tensor  # [N, T, 4] normalised cxcywh after the transforms (xyxy pixels before)
+    masks: torch.Tensor  # [N, T, H, W] bool, unpadded
+    valid: torch.Tensor  # [N, T] bool: the instance is visible in frame t
+    size: torch.Tensor  # [2] (h, w) after the transforms
+    orig_size: torch.Tensor  # [2] (h, w) of the source frames
+    video_id: int
+    frame_ids: torch.Tensor  # [T] int64 frame indices in the video
+
+
+class AVATarget(TypedDict, total=False):
+    """One keyframe clip's actors (AVA-format datasets); ``N`` actors, ``K`` label-map classes."""
+
+    boxes: torch.Tensor  # [N, 4] normalised cxcywh at the keyframe
+    labels: torch.Tensor  # [N, K] float multi-hot over the label map in file order
+    key_frame: torch.Tensor  # [] int64 position of the keyframe in the clip
+    video_id: str
+    second: int
+    size: torch.Tensor  # [2] (h, w) after the transforms
+    orig_size: torch.Tensor  # [2] (h, w) of the source frames
+    colour_map: torch.Tensor  # [3, 3] per-clip colour map; moved into ClipBatch by the collate
+
+
+Targets = list[dict[str, Any]]  # a batch of VISTarget or AVATarget dicts
 
 
 @dataclass
@@ -60,6 +93,30 @@ def pad_clips(clips: list[torch.Tensor], size_divisibility: int = 0) -> ClipBatc
     mask = torch.ones((len(clips), t, h, w), dtype=torch.bool)
     for i, c in enumerate(clips):
         tensors[i, :, :, : c.shape[2], : c.shape[3]].copy_(c)
+        mask[i, :, : c.shape[2], : c.shape[3]] = False
+    return ClipBatch(tensors, mask)
+
+
+def pad_clips_shared(clips: list[torch.Tensor]) -> ClipBatch:
+    """:func:`pad_clips` writing straight into shared memory, as ``default_collate`` does in workers.
+
+    A clip batch is large (~11 MB of uint8 pixels per AVA clip); padding into private memory and
+    then having the worker queue copy it into shared memory would move it twice.  Same layout as
+    :func:`pad_clips` without size divisibility (tested).
+    """
+    t = clips[0].shape[0]
+    if any(c.dim() != 4 or c.shape[0] != t or c.shape[1] != 3 for c in clips):
+        raise ValueError(f"clips must all be [T={t},3,H,W]; got {[tuple(x.shape) for x in clips]}")
+    h = max(c.shape[2] for c in clips)
+    w = max(c.shape[3] for c in clips)
+    shape = (len(clips), t, 3, h, w)
+    storage = clips[0]._typed_storage()._new_shared(len(clips) * t * 3 * h * w, device=clips[0].device)
+    tensors = clips[0].new(storage).view(shape)
+    mask = torch.ones((len(clips), t, h, w), dtype=torch.bool)
+    for i, c in enumerate(clips):
+        tensors[i, :, :, : c.shape[2], : c.shape[3]].copy_(c)
+        tensors[i, :, :, c.shape[2]:].zero_()
+        tensors[i, :, :, : c.shape[2], c.shape[3]:].zero_()
         mask[i, :, : c.shape[2], : c.shape[3]] = False
     return ClipBatch(tensors, mask)
 

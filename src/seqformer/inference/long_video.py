@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from ..utils.clip_batch import clip_batch_from_tensor
+from seqformer.structures import clip_batch_from_tensor
 
 
 @dataclass(eq=False)  # identity semantics: tracks are compared with `is`/`in`

@@ -1,4 +1,4 @@
-"""2-D backbones (ResNet / ResNeXt / Swin), sine or learned position encodings, and the Joiner.
+"""2-D backbones (ResNet / ResNeXt / Swin) and their local pretrained weights.
 
 The module tree mirrors the original so that released SeqFormer checkpoints load without renaming:
 ``Joiner`` is an ``nn.Sequential`` whose index 0 is a :class:`Backbone2D` (with ``body``) and index 1 the
@@ -8,7 +8,6 @@ Pretrained weights are only ever read from local files (:func:`load_backbone_wei
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,13 @@ import torchvision
 from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 
-from seqformer.models.swin import SWIN_CONFIGS, build_swin
+from seqformer.models.backbones.swin import SWIN_CONFIGS, build_swin
+from seqformer.models.position_encoding import Joiner, build_position_encoding
+from seqformer.structures import interpolate_mask
+from seqformer.weight_files import CheckpointError, read_state_dict
 
 __all__ = [
-    "FrozenBatchNorm2d", "Backbone2D", "PositionEmbeddingSine", "PositionEmbeddingLearned", "Joiner",
-    "build_backbone", "load_backbone_weights", "WeightLoadReport", "RESNET_NAMES", "SWIN_NAMES",
+    "FrozenBatchNorm2d", "Backbone2D", "build_backbone", "load_backbone_weights", "WeightLoadReport", "RESNET_NAMES", "SWIN_NAMES",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,6 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
-def _interpolate_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    # Nearest-neighbour resize exactly as the original (a padded pixel stays padding at every level).
-    return F.interpolate(mask[None].float(), size=size).to(torch.bool)[0]
-
-
 class Backbone2D(nn.Module):
     """Feature extractor returning (map, padding mask) at strides 8, 16, 32 (C3, C4, C5).
 
@@ -116,89 +112,7 @@ class Backbone2D(nn.Module):
             maps = self.body(tensors)
         else:
             maps = self.body(tensors, stages=self._swin_stages)
-        return [(x, _interpolate_mask(mask, x.shape[-2:])) for _, x in sorted(maps.items())]
-
-
-class PositionEmbeddingSine(nn.Module):
-    """DETR's 2-D sine encoding from the padding mask: channels [y sin/cos interleaved ; x sin/cos interleaved].
-
-    With ``normalize`` the cumulative coordinates are mapped to (v - 0.5) / (v_last + 1e-6) * scale, so the
-    encoding covers [0, scale) of each frame's valid region regardless of its size.
-    """
-
-    def __init__(self, num_pos_feats: int = 128, temperature: float = 10000, normalize: bool = True,
-                 scale: float | None = None):
-        super().__init__()
-        if scale is not None and not normalize:
-            raise ValueError("scale is only used with normalize=True")
-        self.num_pos_feats = num_pos_feats
-        self.temperature = temperature
-        self.normalize = normalize
-        self.scale = 2 * math.pi if scale is None else scale
-
-    def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        """mask [N, h, w] bool (True = padding) -> [N, 2 * num_pos_feats, h, w] float32."""
-        not_mask = ~mask
-        y = not_mask.cumsum(1, dtype=torch.float32)
-        x = not_mask.cumsum(2, dtype=torch.float32)
-        if self.normalize:
-            eps = 1e-6
-            y = (y - 0.5) / (y[:, -1:, :] + eps) * self.scale
-            x = (x - 0.5) / (x[:, :, -1:] + eps) * self.scale
-        dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=mask.device)
-        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
-        pos_x = x[..., None] / dim_t
-        pos_y = y[..., None] / dim_t
-        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
-        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
-        return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
-
-
-class PositionEmbeddingLearned(nn.Module):
-    """Learned absolute encoding: 50 column and 50 row embeddings, channels [x ; y] (maps up to 50x50)."""
-
-    max_size = 50
-
-    def __init__(self, num_pos_feats: int = 128):
-        super().__init__()
-        self.row_embed = nn.Embedding(self.max_size, num_pos_feats)
-        self.col_embed = nn.Embedding(self.max_size, num_pos_feats)
-        nn.init.uniform_(self.row_embed.weight)
-        nn.init.uniform_(self.col_embed.weight)
-
-    def forward(self, mask: torch.Tensor) -> torch.Tensor:
-        """mask [N, h, w] (only its shape is used) -> [N, 2 * num_pos_feats, h, w]."""
-        n, h, w = mask.shape
-        if h > self.max_size or w > self.max_size:
-            raise ValueError(f"learned position embedding supports maps up to {self.max_size}x{self.max_size}, "
-                             f"got {h}x{w}")
-        x_emb = self.col_embed(torch.arange(w, device=mask.device))  # [w, F]
-        y_emb = self.row_embed(torch.arange(h, device=mask.device))  # [h, F]
-        pos = torch.cat([x_emb.unsqueeze(0).expand(h, -1, -1), y_emb.unsqueeze(1).expand(-1, w, -1)], dim=-1)
-        return pos.permute(2, 0, 1).unsqueeze(0).expand(n, -1, -1, -1)
-
-
-class Joiner(nn.Sequential):
-    """``[backbone, position_encoding]``; returns per-level (map, mask) and matching position maps."""
-
-    def __init__(self, backbone: Backbone2D, position_embedding: nn.Module):
-        super().__init__(backbone, position_embedding)
-        self.strides = list(backbone.strides)
-        self.num_channels = list(backbone.num_channels)
-
-    def forward(self, tensors: torch.Tensor, mask: torch.Tensor
-                ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[torch.Tensor]]:
-        features = self[0](tensors, mask)
-        pos = [self[1](level_mask).to(x.dtype) for x, level_mask in features]
-        return features, pos
-
-
-def build_position_encoding(kind: str = "sine", hidden_dim: int = 256) -> nn.Module:
-    if kind in ("sine", "v2"):
-        return PositionEmbeddingSine(hidden_dim // 2, normalize=True)
-    if kind in ("learned", "v3"):
-        return PositionEmbeddingLearned(hidden_dim // 2)
-    raise ValueError(f"unknown position_embedding {kind!r}; choose 'sine' or 'learned'")
+        return [(x, interpolate_mask(mask, x.shape[-2:])) for _, x in sorted(maps.items())]
 
 
 def build_backbone(name: str, *, train_backbone: bool = True, dilation: bool = False,
@@ -230,35 +144,11 @@ class WeightLoadReport:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            obj = load_file(str(path))
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
-    for _ in range(2):  # {'model': {...}}, {'state_dict': {...}}, or one nested in the other
-        if isinstance(obj, Mapping):
-            inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), Mapping)), None)
-            if inner is not None:
-                obj = inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise ValueError(f"{path}: expected a non-empty state dict, got {type(obj).__name__}")
-    bad = next((k for k, v in obj.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
-    if bad is not None:
-        raise ValueError(f"{path}: entry {bad!r} is not a tensor; expected a state dict of tensors")
-    state = dict(obj)
+    state = read_state_dict(path, "backbone weights")
     for prefix in _BODY_PREFIXES:
         if any(k.startswith(prefix) for k in state):
             return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return state
 
 
 def load_backbone_weights(backbone: Backbone2D | Joiner, path: str | Path) -> WeightLoadReport:
@@ -267,7 +157,7 @@ def load_backbone_weights(backbone: Backbone2D | Joiner, path: str | Path) -> We
     Accepts torchvision-style ResNet state dicts, official Swin releases (``{'model': ...}``), files wrapped
     in ``{'model'|'state_dict': ...}``, SeqFormer/DETR checkpoints (their ``backbone.0.body.`` part) and
     ``.safetensors``.  Classifier keys (``fc.*``, ``head.*``) and derived buffers are ignored.  Raises
-    ValueError naming the file and key when a shape differs or when no key matches at all.
+    :class:`CheckpointError` naming the file and key when a shape differs or when no key matches at all.
     """
     if isinstance(backbone, Joiner):
         backbone = backbone[0]
@@ -278,11 +168,11 @@ def load_backbone_weights(backbone: Backbone2D | Joiner, path: str | Path) -> We
     matched = [k for k in source if k in target]
     if not matched:
         first = next(iter(source), "<none>")
-        raise ValueError(f"{path}: no key matches the {backbone.name} backbone (first key in file: {first!r}; "
+        raise CheckpointError(f"{path}: no key matches the {backbone.name} backbone (first key in file: {first!r}; "
                          f"expected e.g. {next(iter(target))!r})")
     for key in matched:
         if source[key].shape != target[key].shape:
-            raise ValueError(f"{path}: shape mismatch for {key!r}: file {tuple(source[key].shape)} vs "
+            raise CheckpointError(f"{path}: shape mismatch for {key!r}: file {tuple(source[key].shape)} vs "
                              f"{backbone.name} {tuple(target[key].shape)}")
     backbone.body.load_state_dict({k: source[k] for k in matched}, strict=False)
     report = WeightLoadReport(str(path), loaded=matched,

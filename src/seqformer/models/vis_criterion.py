@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from seqformer.models.losses import (Indices, average_num_boxes, dice_loss, sigmoid_focal_loss, source_index,
-                                     with_aux_layers)
-from seqformer.models.matcher import HungarianMatcherVIS, Targets, build_vis_matcher
+from seqformer.models.losses import Indices, dice_loss, sigmoid_focal_loss, source_index
+from seqformer.models.set_criterion import SetCriterion, with_aux_weights
+from seqformer.models.vis_matcher import HungarianMatcherVIS
+from seqformer.structures import Targets
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ def subsample_target_masks(
     return out
 
 
-class SetCriterionVIS(nn.Module):
-    """Matching + losses for VIS.  ``forward`` returns every term (weighted sum: ``losses.weighted_total``)."""
+class SetCriterionVIS(SetCriterion):
+    """SeqFormer's VIS losses: focal class, per-frame box L1 + GIoU, mask focal + dice."""
 
     def __init__(
         self,
@@ -71,39 +71,20 @@ class SetCriterionVIS(nn.Module):
         mask_out_stride: int = 4,
         skip_empty_frames: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, matcher, weight_dict)
         self.losses = tuple(losses)
         unknown = set(self.losses) - set(KNOWN_LOSSES)
         if unknown:
             raise ValueError(f"unknown VIS loss(es) {sorted(unknown)}; known: {KNOWN_LOSSES}")
-        self.num_classes = num_classes
-        self.matcher = matcher
-        self.weight_dict = weight_dict
         self.focal_alpha = focal_alpha
         self.mask_out_stride = mask_out_stride
         self.skip_empty_frames = skip_empty_frames
 
-    def forward(self, outputs: dict[str, Any], targets: Targets) -> dict[str, torch.Tensor]:
-        """Loss terms of the last layer, plus ``<key>_<i>`` for ``outputs['aux_outputs'][i]``."""
-        device = outputs["pred_logits"].device
-        num_boxes = average_num_boxes(sum(len(t["labels"]) for t in targets), device)
-        input_size = outputs.get("input_size")
-        return with_aux_layers(outputs, lambda out, log: self.layer_losses(out, targets, num_boxes, input_size, log=log))
+    def num_targets(self, targets: Targets) -> int:
+        return sum(len(t["labels"]) for t in targets)
 
-    def layer_losses(
-        self, outputs: dict[str, Any], targets: Targets, num_boxes: float, input_size: Any, log: bool
-    ) -> dict[str, torch.Tensor]:
-        """One decoder layer: reuse the model's matching (``outputs['indices']``) or match here."""
-        logits = outputs["pred_logits"]
-        if logits.shape[0] != len(targets) or logits.shape[-1] != self.num_classes:
-            raise ValueError(
-                f"pred_logits {tuple(logits.shape)} does not fit {len(targets)} targets x {self.num_classes} classes"
-            )
-        indices = outputs.get("indices")
-        if indices is None:
-            indices = self.matcher(outputs, targets)
-        if len(indices) != len(targets):
-            raise ValueError(f"{len(indices)} matchings for {len(targets)} clips")
+    def layer_losses(self, outputs: dict[str, Any], targets: Targets, indices: Indices, num_boxes: float,
+                     log: bool, batch_outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
         for name in self.losses:
             if name == "labels":
@@ -113,7 +94,7 @@ class SetCriterionVIS(nn.Module):
             elif name == "boxes":
                 losses.update(self.loss_boxes(outputs, targets, indices, num_boxes))
             else:
-                losses.update(self.loss_masks(outputs, targets, indices, num_boxes, input_size))
+                losses.update(self.loss_masks(outputs, targets, indices, num_boxes, batch_outputs.get("input_size")))
         return losses
 
     def loss_labels(
@@ -220,19 +201,18 @@ def vis_weight_dict(cfg: Config) -> dict[str, float]:
     weights = {"loss_ce": cfg.loss.cls_loss_coef, "loss_bbox": cfg.loss.bbox_loss_coef, "loss_giou": cfg.loss.giou_loss_coef}
     if cfg.model.masks:
         weights.update(loss_mask=cfg.loss.mask_loss_coef, loss_dice=cfg.loss.dice_loss_coef)
-    if cfg.model.aux_loss:
-        base = dict(weights)
-        for i in range(cfg.model.dec_layers - 1):
-            weights.update({f"{k}_{i}": v for k, v in base.items()})
-    return weights
+    return with_aux_weights(weights, cfg.model.aux_loss, cfg.model.dec_layers)
 
 
-def build_vis_criterion(cfg: Config, matcher: HungarianMatcherVIS | None = None) -> SetCriterionVIS:
-    """Criterion with the original's loss list (cardinality logged, masks when the mask head is on)."""
+def build_vis_criterion(cfg: Config, matcher: HungarianMatcherVIS) -> SetCriterionVIS:
+    """Criterion with the original's loss list (cardinality logged, masks when the mask head is on).
+
+    ``matcher`` is the instance the model matches with inside its forward, so both always agree.
+    """
     losses = ["labels", "boxes", "cardinality"] + (["masks"] if cfg.model.masks else [])
     return SetCriterionVIS(
         num_classes=cfg.model.num_classes,
-        matcher=matcher if matcher is not None else build_vis_matcher(cfg),
+        matcher=matcher,
         weight_dict=vis_weight_dict(cfg),
         losses=losses,
         focal_alpha=cfg.loss.focal_alpha,

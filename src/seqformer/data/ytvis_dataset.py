@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from seqformer.data.clip_transforms import ClipTransform, ToTensorNormalize, build_val_transforms
+from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize, build_val_transforms
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.ytvis_format import YTVISAnnotations, YTVISFormatError, load_ytvis_json
 
