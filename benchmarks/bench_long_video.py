@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "ytvis" / "tiny_synth.yaml"))
     args = parser.parse_args()
     from seqformer.config import load_config
-    from seqformer.data.ytvis_synth import generate_synthetic_vis
+    from seqformer.data.ytvis_synth import SynthVisConfig, generate_synth_vis
     from seqformer.engine.task import get_task
 
     tmp = Path(tempfile.mkdtemp(prefix="seqformer_longvideo_"))
@@ -44,7 +44,7 @@ def main() -> None:
     print("| frames | mode | peak RSS (GB) | time (s) |\n|---|---|---|---|")
     for length in args.lengths:
         data = tmp / f"v{length}"
-        paths = generate_synthetic_vis(data, num_train_videos=0, num_val_videos=1, num_frames=length, size=(360, 640))
+        paths = generate_synth_vis(data, SynthVisConfig(num_train_videos=0, num_val_videos=1, num_frames=length, height=360, width=640))
         for mode, clip in (("linked clips", args.clip), ("whole video", 0)):
             cmd = [sys.executable, "-c", CHILD,
                    "predict", "vis", "--config", args.config, "--weights", str(tmp / "w.pth"),

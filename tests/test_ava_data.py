@@ -14,14 +14,24 @@ from seqformer.cli import main as cli_main
 from seqformer.data.ava_dataset import AVADataset, build_ava_dataset, clip_frame_indices
 from seqformer.data.collate import collate_ava
 from seqformer.data.ava_format import AvaFormatError
-from seqformer.data.ava_transforms import (ClipPlan, denormalize, plan_train, plan_val, transform_boxes,
-                                          transform_frames, transform_pixels)
+from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
+from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map
 from seqformer.data.ava_synth import (ACTIONS, JUMP, PULSE, SPIN, STAND, WALK_LEFT, WALK_RIGHT, SynthAvaConfig,
                                       _make_actor, generate_synth_ava, write_gt_csv, write_labelmap_pbtxt)
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, select_at_fps
 from seqformer.structures import pad_clips
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ava"
+
+
+def transform_frames(frames, plan: ClipPlan) -> torch.Tensor:
+    """What the model sees: the uint8 pixels with their colour map applied (ImageNet-normalised float)."""
+    return apply_colour_map(*transform_pixels(frames, plan))
+
+
+def denormalize(frames: torch.Tensor) -> torch.Tensor:
+    """Inverse of the ImageNet normalisation: values in [0, 1]."""
+    return frames * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 
 
 def _grey_frames(root: Path, video_id: str, n: int, pattern: str, first: int = 1, hw=(24, 32)) -> None:

@@ -41,7 +41,7 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def reference_caffe2_blobs(model: IrCSN, starts: list[int]) -> dict[str, np.ndarray]:
-    """The VMZ blob layout written independently of the loader's mapping (spec §6.4)."""
+    """The VMZ blob layout written independently of the loader's mapping."""
     sd = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     blobs = {"conv1_w": sd["conv1.weight"]}
     for attr, suf in (("weight", "s"), ("bias", "b"), ("running_mean", "rm"), ("running_var", "riv")):
@@ -85,7 +85,7 @@ def test_csn50_names_and_parameter_counts_match_spec():
     assert not any(k.startswith(("out_fc", "fc", "avgpool")) for k in keys)
     # stem 1 conv + 5 BN keys, 16 blocks x 18 keys, 4 projections x 6 keys
     assert len(keys) == 6 + 16 * 18 + 4 * 6
-    # spec §6.4: body 12.31 M; stem 28.4 k, layer1 110 k, layer2 644 k, layer3 3.60 M, layer4 7.93 M
+    # the ir-CSN-50 parameter counts: body 12.31 M; stem 28.4 k, layer1 110 k, layer2 644 k, layer3 3.60 M, layer4 7.93 M
     assert round(n_params(m) / 1e6, 2) == 12.31
     assert round((n_params(m.conv1) + n_params(m.bn1)) / 1e3, 1) == 28.4
     assert [round(n_params(getattr(m, f"layer{i}")) / d, r) for i, d, r in
@@ -163,7 +163,7 @@ def test_odd_input_sizes_follow_conv_arithmetic():
 
 @pytest.mark.slow
 def test_ava_resolution_matches_fork_shapes():
-    # spec §6.5: 256x455 input, last_stride False -> 32x57, 16x29, 16x29
+    # the fork's feature sizes: 256x455 input, last_stride False -> 32x57, 16x29, 16x29
     bb = build_csn_backbone(50, frozen_stages=-1).eval()
     with torch.no_grad():
         levels = bb(torch.randn(1, 3, 2, 256, 455), torch.zeros(1, 256, 455, dtype=torch.bool))

@@ -1,4 +1,4 @@
-"""Matchers and criteria checked against scalar re-derivations written with ``math`` (spec §2, §6.6)."""
+"""Matchers and criteria checked against scalar re-derivations written with ``math``."""
 from __future__ import annotations
 
 import math

@@ -8,7 +8,7 @@ import torch
 
 from seqformer.cli import main
 from seqformer.config import load_config
-from seqformer.data.ytvis_synth import generate_synthetic_vis
+from seqformer.data.ytvis_synth import SynthVisConfig, generate_synth_vis
 from seqformer.engine.trainer import weighted_total
 from seqformer.tasks.ava import AVATask
 from seqformer.tasks.vis import VISTask
@@ -21,7 +21,7 @@ TINY = ["model.backbone=tiny", "model.hidden_dim=64", "model.nheads=4", "model.d
 @pytest.fixture(scope="module")
 def synth_vis(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth_vis")
-    generate_synthetic_vis(root, num_train_videos=3, num_val_videos=2, num_frames=4, size=(64, 96), seed=1)
+    generate_synth_vis(root, SynthVisConfig(num_train_videos=3, num_val_videos=2, num_frames=4, height=64, width=96, seed=1))
     return root
 
 

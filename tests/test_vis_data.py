@@ -16,8 +16,8 @@ from seqformer.data.ytvis_transforms import (Check, Compose, PhotometricDistort,
                                             crop, hflip, resize)
 from seqformer.data.coco_video import COCOPseudoVideoDataset, build_joint_dataset, masks_to_xyxy
 from seqformer.data.collate import collate_clips
-from seqformer.data.ytvis_synth import generate_synthetic_vis
-from seqformer.data.ytvis_dataset import YTVISDataset, YTVISVideoDataset, sample_clip_frames
+from seqformer.data.ytvis_synth import SynthVisConfig, generate_synth_vis
+from seqformer.data.ytvis_dataset import YTVISDataset, sample_clip_frames
 from seqformer.data.ytvis_format import (YTVISFormatError, compressed_rle_counts, decode_segmentation, encode_rle,
                                          load_ytvis_json, save_ytvis_json)
 from seqformer.tools.split_vis import split_video_ids
@@ -26,7 +26,7 @@ from seqformer.tools.split_vis import split_video_ids
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("synth")
-    return generate_synthetic_vis(out, num_train_videos=4, num_val_videos=2, num_frames=8, size=(64, 96), seed=1)
+    return generate_synth_vis(out, SynthVisConfig(num_train_videos=4, num_val_videos=2, num_frames=8, height=64, width=96, seed=1))
 
 
 # ---------------------------------------------------------------- format
@@ -234,8 +234,7 @@ def test_synth_generator_layout_mix_and_determinism(synth, tmp_path):
                 x, y, w, h = ann["bboxes"][f]
                 assert m.sum() == ann["areas"][f] and m[y:y + h, x:x + w].sum() == m.sum()
     assert load_ytvis_json(synth["valid_ann"], synth["valid_images"]).annotations
-    again = generate_synthetic_vis(tmp_path, num_train_videos=4, num_val_videos=2, num_frames=8, size=(64, 96),
-                                   seed=1)
+    again = generate_synth_vis(tmp_path, SynthVisConfig(num_train_videos=4, num_val_videos=2, num_frames=8, height=64, width=96, seed=1))
     assert Path(again["train_ann"]).read_bytes() == Path(synth["train_ann"]).read_bytes()
     name = data["videos"][0]["file_names"][3]
     assert (again["train_images"] / name).read_bytes() == (synth["train_images"] / name).read_bytes()
@@ -302,6 +301,7 @@ def test_resampling_is_bounded_and_counted(tmp_path):
                       max_retries=4, rng=random.Random(0))
     _, target = ds[0]  # video 5 never has an instance: 4 failed draws, then video 6
     assert target["video_id"] == 6 and ds.num_resampled == 4
+    assert ds.skip_counts() == {"resampled_clips": 4}  # what the trainer logs per epoch
     assert copy.deepcopy(ds).num_resampled == 4
     subset = torch.utils.data.Subset(ds, [0, 1])  # both items fail 4 times on video 5, inside the worker
     assert len(list(torch.utils.data.DataLoader(subset, batch_size=2, num_workers=1, collate_fn=collate_clips))) == 1
@@ -320,14 +320,6 @@ def test_collate_pads_to_multiple_of_32(synth):
     assert batch.tensors.shape == (2, 2, 3, 96, 96) and batch.mask.shape == (2, 2, 96, 96)
     assert not batch.mask[0, :, :40, :70].any() and batch.mask[0, :, 40:].all() and batch.mask[0, :, :, 70:].all()
     assert batch.tensors[1, :, :, 65:].abs().sum() == 0 and [t["a"] for t in targets] == [1, 2]
-
-
-def test_video_dataset_whole_videos(synth):
-    ds = YTVISVideoDataset(synth["valid_images"], synth["valid_ann"])
-    frames, info = ds[0]
-    assert frames.shape == (8, 3, 360, 540) and info["orig_size"] == (64, 96) and info["length"] == 8
-    frames, info = YTVISVideoDataset(synth["valid_images"], synth["valid_ann"], short_side=None)[1]
-    assert frames.shape == (8, 3, 64, 96) and info["size"] == (64, 96)
 
 
 # ---------------------------------------------------------------- split tool
@@ -355,7 +347,7 @@ def test_split_deterministic_disjoint_and_complete(synth, tmp_path):
 
 def test_synth_cli(tmp_path):
     assert cli_main(["synth", "vis", "--out", str(tmp_path), "--num-train-videos", "2", "--num-val-videos", "1",
-                     "--frames", "3", "--size", "32x48", "--seed", "4"]) == 0
+                     "--num-frames", "3", "--height", "32", "--width", "48", "--seed", "4"]) == 0
     anns = load_ytvis_json(tmp_path / "annotations" / "instances_train_sub.json", tmp_path / "train" / "JPEGImages")
     assert len(anns.videos) == 2 and Image.open(tmp_path / "train" / "JPEGImages" / anns.videos[0]["file_names"][2]
                                                 ).size == (48, 32)

@@ -280,12 +280,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    cfg = Config()
-    _apply(cfg, data, "config")
-    return cfg
-
-
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map, colour_map
+from seqformer.utils.colour import colour_map
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,3 @@ def transform_pixels(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> tuple
         x = x.flip(-1)
     x = x.contiguous()
     return x, colour_map(x, plan.jitter)
-
-
-def transform_frames(frames: np.ndarray | torch.Tensor, plan: ClipPlan) -> torch.Tensor:
-    """:func:`transform_pixels` with the colour map applied: ImageNet-normalised ``float32 [T,3,oh,ow]``."""
-    return apply_colour_map(*transform_pixels(frames, plan))
-
-
-def denormalize(frames: torch.Tensor) -> torch.Tensor:
-    """Inverse of the normalisation: ``[...,3,H,W]`` float -> values in [0,1] (for visualisation and tests)."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return frames * std + mean

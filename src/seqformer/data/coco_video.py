@@ -167,6 +167,10 @@ class COCOPseudoVideoDataset(Dataset):
     def num_resampled(self) -> int:
         return self._resampled.value
 
+    def skip_counts(self) -> dict[str, int]:
+        """Counted redraws (all DataLoader workers), reported per epoch by the trainer."""
+        return {"resampled_coco_clips": self.num_resampled}
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -227,7 +231,7 @@ class COCOPseudoVideoDataset(Dataset):
 
 
 def build_joint_dataset(ytvis_ds: Dataset, coco_ds: COCOPseudoVideoDataset, coco_ratio: float | None = 1.0,
-                        seed: int = 0) -> ConcatDataset:
+                        seed: int = 0) -> "JointDataset":
     """YouTube-VIS + COCO pseudo-videos, with about ``coco_ratio * len(ytvis_ds)`` COCO clips per epoch.
 
     ``coco_ratio=None`` concatenates the whole COCO set (the original ``jointcoco``).  Otherwise a fixed subset is
@@ -237,8 +241,21 @@ def build_joint_dataset(ytvis_ds: Dataset, coco_ds: COCOPseudoVideoDataset, coco
     if getattr(ytvis_ds, "num_frames", coco_ds.num_frames) != coco_ds.num_frames:
         raise ValueError(f"num_frames differ: YouTube-VIS {ytvis_ds.num_frames}, COCO {coco_ds.num_frames}")
     if coco_ratio is None:
-        return ConcatDataset([ytvis_ds, coco_ds])
+        return JointDataset([ytvis_ds, coco_ds], coco_ds)
     n = round(coco_ratio * len(ytvis_ds))
     perm = torch.randperm(len(coco_ds), generator=torch.Generator().manual_seed(seed)).tolist()
     indices = (perm * (n // len(perm) + 1))[:n] if perm else []
-    return ConcatDataset([ytvis_ds, Subset(coco_ds, indices)])
+    return JointDataset([ytvis_ds, Subset(coco_ds, indices)], coco_ds)
+
+
+class JointDataset(ConcatDataset):
+    """The concatenation, plus the redraw counts of both parts for the trainer's epoch log."""
+
+    def __init__(self, parts: list[Dataset], coco_ds: COCOPseudoVideoDataset):
+        super().__init__(parts)
+        self.ytvis, self.coco = parts[0], coco_ds
+
+    def skip_counts(self) -> dict[str, int]:
+        counts = dict(self.coco.skip_counts())
+        counts.update(getattr(self.ytvis, "skip_counts", dict)())
+        return counts

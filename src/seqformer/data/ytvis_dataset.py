@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize, build_val_transforms
+from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.ytvis_format import YTVISAnnotations, YTVISFormatError, load_ytvis_json
 
@@ -129,6 +129,10 @@ class YTVISDataset(Dataset):
     def num_resampled(self) -> int:
         return self._resampled.value
 
+    def skip_counts(self) -> dict[str, int]:
+        """Counted redraws (all DataLoader workers), reported per epoch by the trainer."""
+        return {"resampled_clips": self.num_resampled}
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -163,31 +167,3 @@ class YTVISDataset(Dataset):
                 self._resampled.increment()
         raise RuntimeError(f"{self.ann_file}: no video yields a clip with instances after augmentation "
                            f"({self.max_retries} draws per video)")
-
-
-class YTVISVideoDataset(Dataset):
-    """Whole videos for inference, as ``inference.py``: every frame resized (short side ``short_side``, no cap by
-    default) and normalised; ``short_side=None`` keeps the original size.
-
-    Item: ``(frames [V,3,h,w], info)`` with info keys ``video_id``, ``file_names``, ``length``,
-    ``orig_size`` (H, W) of the source video and ``size`` (h, w) of the returned frames.
-    """
-
-    def __init__(self, img_dir: str | Path, ann_file: str | Path, short_side: int | None = 360,
-                 max_size: int | None = None, check_images: bool = True):
-        self.img_dir = Path(img_dir)
-        self.ann_file = str(ann_file)
-        self.anns = load_ytvis_json(ann_file, img_dir if check_images else None)
-        self.transforms = build_val_transforms(short_side, max_size) if short_side else ToTensorNormalize()
-
-    def __len__(self) -> int:
-        return len(self.anns.videos)
-
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, dict]:
-        video = self.anns.videos[idx]
-        images = load_frames(self.img_dir, video, list(range(len(video["file_names"]))), self.ann_file)
-        frames, _ = self.transforms(images, None)
-        info = {"video_id": int(video["id"]), "file_names": list(video["file_names"]),
-                "length": len(video["file_names"]),
-                "orig_size": (video["height"], video["width"]), "size": tuple(frames.shape[-2:])}
-        return frames, info

@@ -16,6 +16,7 @@ own ``numpy`` generator seeded by ``(seed, split, index)``, so the output is a p
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -206,18 +207,31 @@ def _write_split(out: Path, split: str, num_videos: int, frames: int, h: int, w:
     return ann_path
 
 
-def generate_synthetic_vis(out_dir: str | Path, num_train_videos: int = 24, num_val_videos: int = 6,
-                           num_frames: int = 12, size: tuple[int, int] = (128, 192), seed: int = 0,
-                           max_objects: int = 3, jpeg_quality: int = 92) -> dict[str, Path]:
+@dataclass
+class SynthVisConfig:
+    """What ``seqformer synth vis`` writes (the dataset is a pure function of these values)."""
+
+    num_train_videos: int = 24
+    num_val_videos: int = 6
+    num_frames: int = 12  # frames per video
+    height: int = 128
+    width: int = 192
+    max_objects: int = 3  # objects per video are drawn in 1..max_objects
+    seed: int = 0
+    jpeg_quality: int = 92
+
+
+def generate_synth_vis(out_dir: str | Path, cfg: SynthVisConfig | None = None) -> dict[str, Path]:
     """Write the dataset; returns the image folders and annotation files (keys ``train_images``,
     ``train_ann``, ``valid_images``, ``valid_ann``)."""
-    if num_frames < 1 or min(size) < 16 or max_objects < 1:
-        raise ValueError(f"need num_frames >= 1, size >= 16x16 and max_objects >= 1; got {num_frames}, {size}, "
-                         f"{max_objects}")
+    cfg = cfg or SynthVisConfig()
+    if cfg.num_frames < 1 or min(cfg.height, cfg.width) < 16 or cfg.max_objects < 1:
+        raise ValueError(f"need num_frames >= 1, size >= 16x16 and max_objects >= 1; got {cfg.num_frames}, "
+                         f"{cfg.height}x{cfg.width}, {cfg.max_objects}")
     out = Path(out_dir)
-    h, w = size
     paths = {}
-    for split, n in (("train", num_train_videos), ("valid", num_val_videos)):
-        paths[f"{split}_ann"] = _write_split(out, split, n, num_frames, h, w, seed, max_objects, jpeg_quality)
+    for split, n in (("train", cfg.num_train_videos), ("valid", cfg.num_val_videos)):
+        paths[f"{split}_ann"] = _write_split(out, split, n, cfg.num_frames, cfg.height, cfg.width, cfg.seed,
+                                             cfg.max_objects, cfg.jpeg_quality)
         paths[f"{split}_images"] = out / split / "JPEGImages"
     return paths

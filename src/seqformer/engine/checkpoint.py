@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes, RNG capture, resume and pretrained-weight loading (spec §3.7).
+"""Training checkpoints: atomic writes, RNG capture, resume and pretrained-weight loading.
 
 Every value in a checkpoint is a tensor, a number, a string, ``None`` or a list/dict of those, so
 the file loads with ``torch.load(weights_only=True)`` (no pickled argparse or numpy objects).
@@ -181,7 +181,7 @@ def load_pretrained(model: nn.Module, path: str | Path, jointfinetune: bool = Fa
     changes) and the rest loads non-strictly; with it, loading is strict.  A SeqFormer VIS
     checkpoint (``detr.*`` keys) and a plain Deformable-DETR-style model differ by a ``detr.``
     prefix; whichever naming matches more model keys is used.  Matching *no* key is an error
-    (the fork silently loaded nothing in that case, spec §7 item 21), and so is a shape mismatch.
+    (the fork silently loaded nothing in that case), and so is a shape mismatch.
     """
     state = read_state_dict(path)
     dropped: list[str] = []

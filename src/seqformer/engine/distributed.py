@@ -1,6 +1,6 @@
 """Process-group setup for torchrun and SLURM launches, and the few collectives the engine needs.
 
-Launch modes (spec §3.6), checked in this order:
+Launch modes, checked in this order:
 
 * torchrun / ``torch.distributed.run`` (one or several nodes): ``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` are set by the launcher;

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the original recipe (spec §3.1).
+"""Optimiser and learning-rate schedule of the original recipe.
 
 Three parameter groups are chosen by *substring* match on parameter names, exactly like the
 original ``main.py``: backbone parameters (``lr_backbone``), the deformable-attention

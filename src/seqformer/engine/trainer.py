@@ -1,4 +1,4 @@
-"""The task-agnostic training loop (plain PyTorch; spec §3.1, §3.5–3.7).
+"""The task-agnostic training loop (plain PyTorch).
 
 One :class:`Trainer` runs on every rank: it builds the task's model, criterion and training set,
 the optimiser and schedule, resumes or loads pretrained weights, then per epoch trains, steps the

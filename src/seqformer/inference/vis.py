@@ -1,4 +1,4 @@
-"""YouTube-VIS inference with the original's defaults (spec §4), producing submission-format results.
+"""YouTube-VIS inference with the original's defaults, producing submission-format results.
 
 Per video: every frame resized to short side 360 (torchvision ``Resize(360)`` on PIL, as the original),
 the whole video as one clip, top-10 over queries x classes of sigmoid scores, each selected query's

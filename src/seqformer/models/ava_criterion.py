@@ -1,6 +1,6 @@
 """Set criterion for keyframe action detection (AVA-style): actor-ness, multi-label actions, boxes.
 
-Design (replaces the fork's, spec §6.6 and §7 items 11-13):
+Design (replaces the fork's; see docs/ava.md for what was broken there):
 
 * Queries are matched to actors with costs that use each actor's own labels and keyframe box
   (``HungarianMatcherAVA``).

@@ -1,4 +1,4 @@
-"""CondInst-style dynamic mask head of SeqFormer (spec §1.9).
+"""CondInst-style dynamic mask head of SeqFormer.
 
 A small FPN over the encoder memory (strides 32 -> 16 -> 8) gives an 8-channel mask feature map per
 frame (``model.mask_channels``; the original's ``hidden_dim // 32``).  Each instance query predicts

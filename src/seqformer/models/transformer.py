@@ -1,6 +1,6 @@
 """SeqFormer's deformable transformer: a per-frame encoder and a decoder with decomposed queries.
 
-Decoder queries are split in two (spec §1.6): one *instance query* per object shared by all
+Decoder queries are split in two: one *instance query* per object shared by all
 frames, and per-frame *box queries* that attend to their own frame.  After cross-attention,
 learned per-frame weights (softmax over time) aggregate the frames' sampled features into the
 instance query.  Frames are folded into the batch axis wherever the original loops over them.

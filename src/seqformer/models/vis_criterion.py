@@ -1,4 +1,4 @@
-"""SeqFormer's set criterion for video instance segmentation (formulas of the original, spec §2.3).
+"""SeqFormer's set criterion for video instance segmentation (formulas of the original).
 
 Every box and mask term is summed over matched instances and divided by ``num_boxes`` (the
 number of ground-truth instances, averaged over ranks, at least 1), so the loss scale does not

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seqformer.config import load_config, save_config
-    from seqformer.data.ytvis_synth import SYNTH_CATEGORIES, generate_synthetic_vis
+    from seqformer.data.ytvis_synth import SYNTH_CATEGORIES, SynthVisConfig, generate_synth_vis
     from seqformer.engine.logger import plot_training_curves
     from seqformer.engine.trainer import Trainer
     from seqformer.evaluation.ytvis_eval import evaluate_ytvis, format_ytvis_table
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[1/5] {data_dir} holds {counts[0]} train / {counts[1]} held-out videos, "
                   f"{args.train_videos} / {args.val_videos} asked for: regenerating")
         print(f"[1/5] generating synthetic YouTube-VIS-format data in {data_dir}")
-        generate_synthetic_vis(data_dir, num_train_videos=args.train_videos, num_val_videos=args.val_videos)
+        generate_synth_vis(data_dir, SynthVisConfig(num_train_videos=args.train_videos, num_val_videos=args.val_videos))
     # The demo evaluates once, after training (step 4), so validation during training would only repeat it.
     defaults = [f"data.ytvis_path={data_dir}", f"train.output_dir={out / 'train'}", "train.val_freq=0"]
     cfg = load_config(args.config, defaults + args.overrides)

@@ -57,24 +57,3 @@ def elementwise_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) 
     wh_c = (rb_c - lt_c).clamp(min=0)
     area_c = wh_c[..., 0] * wh_c[..., 1]
     return iou - (area_c - union) / area_c
-
-
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """xyxy boxes of binary masks [N,H,W]; empty masks give a zero box (as the original)."""
-    if masks.numel() == 0:
-        return torch.zeros((0, 4), device=masks.device)
-    h, w = masks.shape[-2:]
-    y = torch.arange(0, h, dtype=torch.float, device=masks.device)
-    x = torch.arange(0, w, dtype=torch.float, device=masks.device)
-    y, x = torch.meshgrid(y, x, indexing="ij")
-    m = masks.bool()
-    x_mask = m * x.unsqueeze(0)
-    x_max = x_mask.flatten(1).max(-1)[0]
-    x_min = x_mask.masked_fill(~m, 1e8).flatten(1).min(-1)[0]
-    y_mask = m * y.unsqueeze(0)
-    y_max = y_mask.flatten(1).max(-1)[0]
-    y_min = y_mask.masked_fill(~m, 1e8).flatten(1).min(-1)[0]
-    boxes = torch.stack([x_min, y_min, x_max, y_max], 1)
-    empty = ~m.flatten(1).any(-1)
-    boxes[empty] = 0
-    return boxes

@@ -1,6 +1,6 @@
 """ir-CSN-50 / ir-CSN-152 3-D backbones (interaction-reduced channel-separated networks) for action detection.
 
-The module tree reproduces the fork's parameter names (spec §8.2) so its checkpoints and the public
+The module tree reproduces the fork's parameter names so its checkpoints and the public
 IG-65M/Kinetics weights load unchanged: ``conv1``/``bn1`` stem, ``layer{1..4}.{k}.{conv1,conv3,conv4}``
 with ``bn{1,3,4}`` and ``down_sample.{0,1}`` on the first block of every stage.
 
@@ -8,7 +8,7 @@ Differences from the fork, on purpose:
 
 * :class:`Backbone3D` returns **batch-major** maps ``[B, T_l, C, h, w]``; flattening them with
   ``flatten(0, 1)`` gives index ``b * T_l + t``.  The fork flattened time-major (``t * B + b``) and mixed
-  clips whenever the batch held more than one (spec §7 item 8).
+  clips whenever the batch held more than one.
 * ``strides`` are the true spatial strides (``[8, 16, 16]`` with ``last_stride=False``); the fork always
   declared ``[8, 16, 32]``.  Both depths are reachable (the fork could never build CSN-152).
 * Temporal strides are a per-stage argument (fork CSN-50: ``[1, 1, 1, 1]``; TubeR / fork CSN-152:
