@@ -53,19 +53,21 @@ def evaluate_jhmdb(groundtruth: str | os.PathLike | JhmdbGroundTruth, split: int
     """
     gt = groundtruth if isinstance(groundtruth, JhmdbGroundTruth) else read_groundtruth_pickle(groundtruth)
     videos = gt.test_videos_of(split)
-    result: dict = {"counts": {}}
+    result: dict = {}
+    counts: dict = {}
     if detections is not None:
         dets = detections if isinstance(detections, FrameDetections) else read_frame_detections(detections)
-        ap, counts = frame_average_precision(gt, videos, dets)
+        ap, frame_counts = frame_average_precision(gt, videos, dets)
         result["frame_mAP"] = float(np.mean(ap))
         result["frame_per_class"] = dict(zip(gt.labels, map(float, ap)))
-        result["counts"].update(counts)
+        counts.update(frame_counts)
     if tubes is not None:
         tube_dets = tubes if isinstance(tubes, TubeDetections) else read_tubes(tubes)
-        aps, counts = video_average_precision(gt, videos, tube_dets)
+        aps, tube_counts = video_average_precision(gt, videos, tube_dets)
         result["video_mAP"] = {key: float(np.mean(ap)) for key, ap in aps.items()}
         result["video_per_class"] = {key: dict(zip(gt.labels, map(float, ap))) for key, ap in aps.items()}
-        result["counts"].update(counts)
+        counts.update(tube_counts)
+    result["counts"] = counts
     return result
 
 
