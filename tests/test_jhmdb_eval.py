@@ -179,6 +179,8 @@ def _tube_entry(**change):
     ([_tube_entry(boxes=[[1.5, 0, 0, 9, 9]])], r"boxes\[0\] frame 1.5 is not an integer >= 1"),
     ([_tube_entry(boxes=[[1, 9, 0, 0, 9]])], r"boxes\[0\] has x2 < x1 or y2 < y1"),
     ([_tube_entry(boxes=[])], "boxes must be a non-empty list"),
+    ('[{"video": "v", "label": 1, "score": 1, "boxes": [[1, 0, 0, NaN, 9]]}]', r"boxes\[0\] has a non-finite value"),
+    ([_tube_entry(boxes=[[1, 0, 0, 9, 9], [2, 0, True, 9, 9]])], r"boxes\[1\] value must be a finite number, got True"),
 ])
 def test_tube_json_errors_name_the_entry(tmp_path, entries, message):
     path = tmp_path / "t.json"

@@ -210,9 +210,14 @@ def _tube_entry(entry, where: str) -> tuple[str, int, float, np.ndarray]:
     for j, row in enumerate(boxes):
         if not isinstance(row, list) or len(row) != 5:
             raise JhmdbInputError(f"{where}: boxes[{j}] must be [frame, x1, y1, x2, y2], got {row!r}")
-        for value in row:
-            _number(value, f"boxes[{j}] value", where)
+    if not {type(value) for row in boxes for value in row} <= {int, float}:  # fast path; bool is not int here
+        for j, row in enumerate(boxes):
+            for value in row:
+                _number(value, f"boxes[{j}] value", where)
     tube = np.asarray(boxes, dtype=np.float64)
+    if not np.isfinite(tube).all():
+        j = int(np.flatnonzero(~np.isfinite(tube).all(axis=1))[0])
+        raise JhmdbInputError(f"{where}: boxes[{j}] has a non-finite value")
     frames = tube[:, 0]
     bad = np.flatnonzero((frames != np.round(frames)) | (frames < 1))
     if bad.size:

@@ -20,6 +20,7 @@ Python ``0.0`` promotes it) and in float32 otherwise; the two differ only for an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def tube_nms(tubes: TubeSet, groups: np.ndarray, scores: np.ndarray, threshold: 
     pair_a, pair_b, pair_group = [], [], []
     for g, m in enumerate(members):
         if len(m) > 1:
-            i, j = np.triu_indices(len(m), k=1)
+            i, j = _pairs(len(m))
             pair_a.append(m[i])
             pair_b.append(m[j])
             pair_group.append(np.full(len(i), g))
@@ -136,7 +137,7 @@ def tube_nms(tubes: TubeSet, groups: np.ndarray, scores: np.ndarray, threshold: 
             continue
         lo, hi = pair_start[n_pair_groups], pair_start[n_pair_groups + 1]
         n_pair_groups += 1
-        i, j = np.triu_indices(n, k=1)
+        i, j = _pairs(n)
         matrix = np.zeros((n, n), dtype=np.float32)
         overlap = np.zeros((n, n), dtype=bool)
         matrix[i, j] = matrix[j, i] = iou[lo:hi]
@@ -154,3 +155,9 @@ def tube_nms(tubes: TubeSet, groups: np.ndarray, scores: np.ndarray, threshold: 
             remaining = rest[keep]
         kept.append(m[np.asarray(picks, dtype=np.int64)])
     return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+
+
+@lru_cache(maxsize=256)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs i < j of ``n`` tubes (cached: groups of the same size recur)."""
+    return np.triu_indices(n, k=1)
