@@ -194,7 +194,8 @@ def main():
     parser.add_argument("--moc-src", required=True, help="MOC-Detector src/ directory (patched as above)")
     parser.add_argument("--worktree", default=str(Path(__file__).resolve().parents[1]))
     parser.add_argument("--cases", nargs="*", default=None)
-    parser.add_argument("--out", default=None, help="fixtures directory (default: <worktree>/tests/fixtures/jhmdb_eval)")
+    parser.add_argument("--out", default=None,
+                        help="fixtures directory (default: <worktree>/tests/fixtures/jhmdb_eval)")
     args = parser.parse_args()
     sys.path[:0] = [str(Path(args.worktree) / "src"), str(Path(args.worktree) / "tests")]
     import jhmdb_eval_cases as cases_module

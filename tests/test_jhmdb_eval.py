@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seqformer.cli import main as cli_main
-from seqformer.data.jhmdb_format import groundtruth_from_dict, write_groundtruth_pickle
+from seqformer.data.jhmdb_format import JhmdbFormatError, groundtruth_from_dict, write_groundtruth_pickle
 from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb
 from seqformer.evaluation.jhmdb_inputs import JhmdbInputError, read_frame_detections, read_tubes
 from seqformer.evaluation.jhmdb_tubes import TubeSet, tube_iou, tube_nms
@@ -26,7 +26,8 @@ VIDEO_KEYS = ("0.2", "0.5", "0.75", "0.5:0.95")
 def _compare(result: dict, reference: dict) -> float:
     labels = reference["labels"]
     diffs = [abs(result["frame_mAP"] - reference["frame"]["mAP"])]
-    diffs += [abs(result["frame_per_class"][n] - a) for n, a in zip(labels, reference["frame"]["per_class"], strict=True)]
+    frame = reference["frame"]["per_class"]
+    diffs += [abs(result["frame_per_class"][n] - a) for n, a in zip(labels, frame, strict=True)]
     for key in VIDEO_KEYS:
         ref = reference["video"][key]
         diffs.append(abs(result["video_mAP"][key] - ref["mAP"]))
@@ -44,6 +45,12 @@ def test_equals_moc_reference(name, tmp_path):
     result = evaluate_jhmdb(files["groundtruth"], files["split"], files["detections"], files["tubes"])
     assert list(result["frame_per_class"]) == reference["labels"]
     assert _compare(result, reference) <= TOLERANCE
+
+
+def test_split_must_exist(tmp_path):
+    files = cases.write_case("hand", tmp_path)
+    with pytest.raises(JhmdbFormatError, match=r"gt.pkl: split 3 does not exist \(the file has splits 1\.\.2\)"):
+        evaluate_jhmdb(files["groundtruth"], 3, files["detections"])
 
 
 def test_label_without_ground_truth_scores_zero_and_counts_in_the_mean(tmp_path):

@@ -27,7 +27,6 @@ The reference's default ``np.argsort`` leaves tied orders to the numpy build; ev
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 
@@ -262,8 +261,7 @@ def _per_label_ap(labels: np.ndarray, true_positive: np.ndarray, num_gt: np.ndar
             continue
         tp = np.cumsum(flags, dtype=np.int64).astype(np.float64)
         precision = np.r_[1.0, tp / np.arange(1, flags.size + 1)].astype(np.float32)
-        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-            recall = np.r_[0.0, tp / num_gt[label] if num_gt[label] else np.zeros_like(tp)].astype(np.float32)
+        recall = np.r_[0.0, tp / num_gt[label] if num_gt[label] else np.zeros_like(tp)].astype(np.float32)
         ap[label] = float(trapezoid_ap(precision, recall))
     return ap
 
