@@ -17,6 +17,8 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("predict", "ava"): ("seqformer.tools.predict_ava", "official AVA detection CSV from a checkpoint"),
     ("evaluate", "vis"): ("seqformer.tools.evaluate_vis", "YouTube-VIS mask AP (official ytvoseval semantics)"),
     ("evaluate", "ava"): ("seqformer.tools.evaluate_ava", "AVA frame-mAP@0.5 (official ActivityNet protocol)"),
+    ("evaluate", "jhmdb"): ("seqformer.tools.evaluate_jhmdb", "JHMDB-21 frame-mAP and video-mAP (ACT/MOC protocol)"),
+    ("evaluate", "ucf24"): ("seqformer.tools.evaluate_jhmdb", "UCF101-24 frame-mAP and video-mAP (ACT/MOC protocol)"),
     ("synth", "vis"): ("seqformer.tools.synth_vis", "generate a synthetic YouTube-VIS-format dataset"),
     ("synth", "ava"): ("seqformer.tools.synth_ava", "generate a synthetic AVA-format dataset"),
     ("split", "vis"): ("seqformer.tools.split_vis", "deterministic held-out split of a YouTube-VIS train set"),
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = "seqformer " + " ".join(w for w in key if w)
     tool_parser = argparse.ArgumentParser(prog=prog, description=help_)
     module.add_arguments(tool_parser)
+    tool_parser.set_defaults(_task=key[1])  # lets one tool serve several datasets (jhmdb / ucf24)
     n = 1 if key[1] is None else 2
     args = tool_parser.parse_args(argv[n:])
     return int(module.run(args) or 0)

@@ -1,0 +1,70 @@
+"""``seqformer evaluate jhmdb|ucf24``: frame-mAP@0.5 and video-mAP with the ACT/MOC protocol.
+
+Prints a per-class table (frame AP@0.5 and, with ``--tubes``, video AP@0.2/0.5/0.75/0.5:0.95) and
+the detection counts (rows/tubes on videos outside the split's test list are skipped and counted);
+``--json`` writes ``{"frame_mAP", "frame_per_class", "video_mAP", "video_per_class", "counts"}``
+(fractions).  The protocol and the file formats are in ``docs/jhmdb_ucf.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DATASET_NAMES = {"jhmdb": "JHMDB-21", "ucf24": "UCF101-24"}
+VIDEO_KEYS = ("0.2", "0.5", "0.75", "0.5:0.95")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--groundtruth", required=True, help="ACT ground-truth pickle (JHMDB-GT.pkl, UCF101v2-GT.pkl)")
+    parser.add_argument("--split", type=int, default=1, help="1-based split; its test videos are evaluated (default 1)")
+    parser.add_argument("--detections", required=True,
+                        help="per-frame detections CSV: video,frame,x1,y1,x2,y2,label,score (header row)")
+    parser.add_argument("--tubes", default=None, help="video tubes JSON for video-mAP: "
+                        '[{"video", "label", "score", "boxes": [[frame, x1, y1, x2, y2], ...]}]')
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb
+
+    result = evaluate_jhmdb(args.groundtruth, args.split, args.detections, args.tubes)
+    dataset = DATASET_NAMES.get(getattr(args, "_task", None) or "", "JHMDB-21 / UCF101-24")
+    print(f"{dataset}, split {args.split} (ground truth {args.groundtruth})")
+    print(format_table(result))
+    print(format_counts(result["counts"]))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def format_table(result: dict) -> str:
+    names = list(result["frame_per_class"])
+    width = max(len(n) for n in names + ["mAP", "class"])
+    video = "video_per_class" in result
+    columns = ["frame@0.5"] + ([f"video@{k}" for k in VIDEO_KEYS] if video else [])
+    lines = [f"{'class':<{width}}  " + "  ".join(f"{c:>14}" for c in columns)]
+
+    def row(name: str, values: list[float]) -> str:
+        return f"{name:<{width}}  " + "  ".join(f"{v:>14.4f}" for v in values)
+
+    for name in names:
+        values = [result["frame_per_class"][name]]
+        if video:
+            values += [result["video_per_class"][k][name] for k in VIDEO_KEYS]
+        lines.append(row(name, values))
+    totals = [result["frame_mAP"]] + ([result["video_mAP"][k] for k in VIDEO_KEYS] if video else [])
+    lines.append(row("mAP", totals))
+    return "\n".join(lines)
+
+
+def format_counts(counts: dict) -> str:
+    text = (f"frame detections: {counts['frame_detections']} evaluated, "
+            f"{counts['frame_detections_outside_split']} skipped (videos outside the split's test list)")
+    if "tubes" in counts:
+        text += (f"\ntubes: {counts['tubes']} evaluated ({counts['tubes_after_nms']} after tube NMS at 0.3), "
+                 f"{counts['tubes_outside_split']} skipped (videos outside the split's test list)")
+    return text
