@@ -125,7 +125,7 @@ def test_restricted_unpickler_refuses_code(tmp_path, protocol):
     path = tmp_path / "evil.pkl"
     with open(path, "wb") as f:
         pickle.dump(data, f, protocol=protocol)
-    with pytest.raises(JhmdbFormatError, match=r"evil\.pkl: not a ground-truth pickle \(refusing global "
+    with pytest.raises(JhmdbFormatError, match=r"evil\.pkl: not a ground-truth pickle \(refusing to load global "
                                                 r"(posix|os)\.system"):
         read_groundtruth_pickle(path)
     assert not marker.exists()

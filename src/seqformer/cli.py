@@ -3,12 +3,22 @@
 Each tool module defines ``add_arguments(parser)`` and ``run(args) -> int``; they are imported
 lazily so ``seqformer --help`` stays fast and a missing optional dependency of one tool does not
 break the others.
+
+This is also the one error boundary: the toolkit's own errors (:class:`seqformer.errors.SeqFormerError`)
+and OS errors on the user's paths print one ``error: <message>`` line and exit 1; ``--debug`` (or
+``SEQFORMER_DEBUG=1``) shows their traceback.  Any other exception is a bug of ours and keeps its
+traceback.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+
+from seqformer import __version__
+from seqformer.errors import SeqFormerError
 
 # (command, task) -> (module, help)
 COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
@@ -29,7 +39,10 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqformer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="seqformer", description="SeqFormer toolkit: video instance segmentation "
+                                     "and spatio-temporal action detection; `seqformer COMMAND TASK --help` for options")
+    parser.add_argument("--version", action="version", version=f"seqformer {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of input errors (or SEQFORMER_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     for (command, task), (module, help_) in COMMANDS.items():
@@ -38,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(_module=module)
             continue
         if command not in groups:
-            gp = sub.add_parser(command, help=f"{command} (vis | ava)")
+            tasks = " | ".join(t for (c, t) in COMMANDS if c == command)
+            gp = sub.add_parser(command, help=f"{command} ({tasks})")
             groups[command] = gp.add_subparsers(dest="task", required=True)
         p = groups[command].add_parser(task, help=help_)
         p.set_defaults(_module=module)
@@ -47,6 +61,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv[:1] or os.environ.get("SEQFORMER_DEBUG", "") not in ("", "0")
+    argv = argv[1:] if argv[:1] == ["--debug"] else argv
+    try:
+        return dispatch(argv)
+    except SeqFormerError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if debug or exc.filename is None:  # an OS error without a path is not about the user's input
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``<path>: <reason>`` for an OS error on a user path (missing, read-only, full disk, wrong kind)."""
+    reasons = {errno.ENOENT: "no such file or directory", errno.EACCES: "permission denied",
+               errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
+               errno.EISDIR: "is a directory, expected a file", errno.ENOTDIR: "a path component is not a directory",
+               errno.EEXIST: "already exists"}
+    reason = reasons.get(exc.errno, exc.strerror or type(exc).__name__)
+    path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{path}: {reason}"
+
+
+def dispatch(argv: list[str]) -> int:
     parser = build_parser()
     # Parse only the command words first, then let the tool define its own arguments.
     words = [a for a in argv[:2] if not a.startswith("-")]

@@ -13,8 +13,6 @@ one nested in the other) and a DDP ``module.`` prefix, so callers only map key n
 from __future__ import annotations
 
 import argparse
-import importlib
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from seqformer.errors import SeqFormerError
+from seqformer.utils.safe_pickle import NumpyOnlyUnpickler
 
 
 class CheckpointError(SeqFormerError, ValueError, RuntimeError):
@@ -32,24 +31,6 @@ class CheckpointError(SeqFormerError, ValueError, RuntimeError):
     Derives from both ``ValueError`` (what the backbone loaders raised) and ``RuntimeError`` (what
     the checkpoint loaders raised), so existing ``except`` clauses keep working.
     """
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles containers of numpy arrays and nothing else, so a crafted ``.pkl`` cannot run code.
-
-    Python-2 pickles (caffe2 releases, ACT ground-truth files) need ``encoding="latin1"``.
-    """
-
-    ALLOWED = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-               ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
-               ("collections", "OrderedDict"), ("_codecs", "encode")}  # protocol-2 bytes
-
-    def find_class(self, module: str, name: str):
-        if module.startswith("numpy.core"):  # pickles written by numpy < 2
-            module = "numpy._core" + module[len("numpy.core"):]
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}: only numpy arrays are allowed")
-        return getattr(importlib.import_module(module), name)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -83,7 +64,7 @@ def load_numpy_pickle(path: str | Path, what: str = "caffe2 blob pickle") -> Any
     try:
         with path.open("rb") as f:
             return NumpyOnlyUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+    except Exception as exc:  # a refused global, a truncated stream, ...: all mean "not this kind of file"
         raise CheckpointError(f"{path}: not a {what} ({_first_line(exc)})") from None
 
 

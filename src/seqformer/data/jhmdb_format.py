@@ -11,7 +11,7 @@ TubeR, ...) are one dict:
   split ``N`` is index ``N - 1``.
 
 They are Python-2 pickles (protocol 0 for the JHMDB file) holding numpy arrays, so they are read with
-``encoding="latin1"`` through :class:`_ArrayOnlyUnpickler`, which resolves only the few numpy globals an
+``encoding="latin1"`` through :class:`seqformer.utils.safe_pickle.NumpyOnlyUnpickler`, which resolves only the few numpy globals an
 array needs: a crafted file cannot name ``os.system`` or any other callable.  Everything else is checked
 against the schema above and a mismatch raises :class:`JhmdbFormatError` naming the file and the key,
 video, label and tube.  Frames must be consecutive because the tube overlap of the evaluation (and of the
@@ -22,7 +22,6 @@ for resolutions, ints elsewhere) so synthetic datasets are interchangeable with 
 """
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import pickle
@@ -31,35 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from seqformer.errors import SeqFormerError
+from seqformer.utils.safe_pickle import NumpyOnlyUnpickler
 
 KEYS = ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution")
 
 
 class JhmdbFormatError(SeqFormerError, ValueError):
     """Malformed JHMDB/UCF101-24 ground-truth pickle; the message names the file and what is wrong where."""
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Admits the globals numpy needs to rebuild arrays (and their scalars); dicts, lists, tuples, str
-    and numbers are native pickle opcodes and need no global.  Anything else is refused before it is
-    imported, so no code named by the file runs."""
-
-    _ALLOWED = {
-        ("numpy._core.multiarray", "_reconstruct"),  # ndarray.__reduce__
-        ("numpy._core.multiarray", "scalar"),  # numpy scalars (e.g. an np.int64 frame count)
-        ("numpy._core.numeric", "_frombuffer"),  # protocol-5 arrays
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how protocols 0-2 store Python-3 bytes (the array buffer)
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("numpy.core"):  # written by numpy < 2
-            module = "numpy._core" + module[len("numpy.core"):]
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name}: only numpy arrays are allowed")
-        return getattr(importlib.import_module(module), name)
 
 
 @dataclass
@@ -133,7 +112,7 @@ def read_groundtruth_pickle(path: str | os.PathLike) -> JhmdbGroundTruth:
     except OSError as exc:
         raise JhmdbFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
-        obj = _ArrayOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+        obj = NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as exc:
         raise JhmdbFormatError(f"{path}: not a ground-truth pickle ({exc})") from None
     except Exception as exc:  # truncated/corrupt streams raise many unrelated types
