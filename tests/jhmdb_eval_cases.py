@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from seqformer.data.jhmdb_format import (JhmdbGroundTruth, groundtruth_from_dict, read_groundtruth_pickle,
-                                         write_groundtruth_pickle)
+from seqformer.data.jhmdb_format import (
+    JhmdbGroundTruth,
+    groundtruth_from_dict,
+    read_groundtruth_pickle,
+    write_groundtruth_pickle,
+)
 
 SHARED_JHMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "jhmdb" / "JHMDB-GT.pkl"
 HEADER = "video,frame,x1,y1,x2,y2,label,score"

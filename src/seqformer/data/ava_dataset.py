@@ -46,8 +46,8 @@ import torch
 from torch.utils.data import Dataset
 
 from seqformer.data.ava_format import read_ava_csv, read_exclusions, read_labelmap
-from seqformer.data.collate import keep_large_allocations_in_worker_heap
 from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
+from seqformer.data.collate import keep_large_allocations_in_worker_heap
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, read_frames_index
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from seqformer.errors import SeqFormerError
 
 COORD_TOLERANCE = 0.01

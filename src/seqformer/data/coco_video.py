@@ -20,9 +20,9 @@ from PIL import Image
 from scipy.ndimage import convolve
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.ytvis_format import YTVISFormatError, decode_segmentation
+from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
 
 # COCO category id -> YouTube-VIS 2019 category id (the original's map; COCO classes absent here are dropped).
 COCO_TO_YTVIS19: dict[int, int] = {1: 1, 2: 21, 3: 6, 4: 21, 5: 28, 7: 17, 8: 29, 9: 34, 17: 14, 18: 8, 19: 18,

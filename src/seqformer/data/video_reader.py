@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 from PIL import Image
+
 from seqformer.errors import SeqFormerError
 
 INDEX_FILE = "frames_index.json"

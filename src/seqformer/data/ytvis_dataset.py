@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.ytvis_format import YTVISAnnotations, YTVISFormatError, load_ytvis_json
+from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
 
 
 def sample_clip_frames(ref: int, length: int, num_frames: int, rng: random.Random | None = None) -> list[int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
 from seqformer.errors import SeqFormerError
 
 

@@ -31,8 +31,13 @@ import os
 import numpy as np
 
 from seqformer.data.jhmdb_format import JhmdbGroundTruth, read_groundtruth_pickle
-from seqformer.evaluation.jhmdb_inputs import (FrameDetections, JhmdbInputError, TubeDetections,
-                                               read_frame_detections, read_tubes)
+from seqformer.evaluation.jhmdb_inputs import (
+    FrameDetections,
+    JhmdbInputError,
+    TubeDetections,
+    read_frame_detections,
+    read_tubes,
+)
 from seqformer.evaluation.jhmdb_tubes import TubeSet, box_iou_inclusive, tube_iou, tube_nms
 
 FRAME_IOU_THRESHOLD = 0.5

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from seqformer.errors import SeqFormerError
 
 FRAME_COLUMNS = ("video", "frame", "x1", "y1", "x2", "y2", "label", "score")

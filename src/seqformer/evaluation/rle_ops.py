@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pycocotools.mask as mask_utils
+
 from seqformer.errors import SeqFormerError
 
 # pycocotools' ``area`` stores the list length in a uint8 under numpy 2 and overflows past 255.

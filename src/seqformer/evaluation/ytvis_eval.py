@@ -40,10 +40,26 @@ import numpy as np
 
 from seqformer.evaluation.rle_ops import crowd_overlap_ratios, exact_intersections, rle_areas
 from seqformer.evaluation.ytvis_inputs import (
-    Detections, GroundTruth, ResultError, YTVISEvalError, gc_paused, load_json, parse_json, parse_json_file_span,
-    read_bytes, split_json_array)
+    Detections,
+    GroundTruth,
+    ResultError,
+    YTVISEvalError,
+    gc_paused,
+    load_json,
+    parse_json,
+    parse_json_file_span,
+    read_bytes,
+    split_json_array,
+)
 from seqformer.evaluation.ytvis_matching import (
-    IOU_THRESHOLDS, MAX_DETS, STAT_KEYS, accumulate, match_group, outside_area_ranges, summarize)
+    IOU_THRESHOLDS,
+    MAX_DETS,
+    STAT_KEYS,
+    accumulate,
+    match_group,
+    outside_area_ranges,
+    summarize,
+)
 
 __all__ = ["YTVISEvalError", "default_workers", "evaluate_ytvis", "format_ytvis_table"]
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
 from seqformer.errors import SeqFormerError
+from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
 
 
 class YTVISEvalError(SeqFormerError, ValueError):

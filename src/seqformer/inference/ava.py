@@ -8,6 +8,7 @@ put back into the single-process order (:func:`seqformer.engine.distributed.gath
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn

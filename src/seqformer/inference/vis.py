@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
 from PIL import Image, UnidentifiedImageError
-
 from tqdm import tqdm
 
 from seqformer.engine.distributed import rank_share

@@ -17,9 +17,9 @@ import copy
 import torch
 from torch import nn
 
-from seqformer.structures import ClipBatch
-from seqformer.models.video_detr import VideoDETR, _prior_bias
 from seqformer.models.layers import MLP
+from seqformer.models.video_detr import VideoDETR, _prior_bias
+from seqformer.structures import ClipBatch
 
 
 def tube_descriptor(boxes: torch.Tensor) -> torch.Tensor:

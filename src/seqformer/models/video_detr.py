@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seqformer.structures import ClipBatch, interpolate_mask
 from seqformer.models.layers import MLP, inverse_sigmoid
 from seqformer.models.transformer import DeformableTransformer, TransformerOutput
+from seqformer.structures import ClipBatch, interpolate_mask
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from seqformer.structures import ClipBatch
-from seqformer.models.video_detr import HeadOutputs, VideoDETR, level_maps, unpadded_sizes
 from seqformer.models.layers import MLP
 from seqformer.models.mask_head import MaskHeadSmallConv, dynamic_mask_logits, dynamic_param_sizes
+from seqformer.models.video_detr import HeadOutputs, VideoDETR, level_maps, unpadded_sizes
+from seqformer.structures import ClipBatch
 
 Matcher = Callable[[dict, list[dict]], list[tuple[torch.Tensor, torch.Tensor]]]
 

@@ -25,8 +25,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from seqformer.data.video_reader import (FrameReadError, FramesIndex, VideoInfo, find_videos, select_at_fps,
-                                         to_rgb, write_frames_index)
+from seqformer.data.video_reader import (
+    FrameReadError,
+    FramesIndex,
+    VideoInfo,
+    find_videos,
+    select_at_fps,
+    to_rgb,
+    write_frames_index,
+)
 
 DONE_MARKER = "_frames_info.json"
 STANDARD_PATTERN = "{video_id}/{video_id}_{frame:06d}.jpg"

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqformer.structures import interpolate_mask
 from seqformer.models.backbones.csn_weights import CSNWeightReport, caffe2_blob_names, load_csn_weights
+from seqformer.structures import interpolate_mask
 
 __all__ = ["CSN_BLOCKS", "STAGE_NAMES", "CSNBottleneck", "IrCSN", "Backbone3D", "build_csn_backbone",
            "load_csn_weights", "caffe2_blob_names", "CSNWeightReport"]

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqformer.models.position_encoding import build_position_encoding
 from seqformer.models.backbones.csn import Backbone3D, build_csn_backbone
+from seqformer.models.position_encoding import build_position_encoding
 
 
 class VideoJoiner(nn.Sequential):

@@ -12,16 +12,39 @@ from PIL import Image
 
 from seqformer.cli import main as cli_main
 from seqformer.data.ava_dataset import AVADataset, build_ava_dataset, clip_frame_indices
-from seqformer.data.collate import collate_ava
 from seqformer.data.ava_format import AvaFormatError
-from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
-from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map
-from seqformer.data.ava_synth import (ACTIONS, JUMP, PULSE, SPIN, STAND, WALK_LEFT, WALK_RIGHT, SynthAvaConfig,
-                                      _make_actor, generate_synth_ava, write_gt_csv, write_labelmap_pbtxt)
-from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, select_at_fps
+from seqformer.data.ava_synth import (
+    ACTIONS,
+    JUMP,
+    PULSE,
+    SPIN,
+    STAND,
+    WALK_LEFT,
+    WALK_RIGHT,
+    SynthAvaConfig,
+    _make_actor,
+    generate_synth_ava,
+    write_gt_csv,
+    write_labelmap_pbtxt,
+)
+from seqformer.data.ava_transforms import (
+    ClipPlan,
+    plan_train,
+    plan_val,
+    transform_boxes,
+    transform_pixels,
+)
+from seqformer.data.collate import collate_ava
+from seqformer.data.video_reader import (
+    FrameReadError,
+    JpegFrameSource,
+    VideoFileSource,
+    select_at_fps,
+)
 from seqformer.structures import pad_clips
+from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD, apply_colour_map
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ava"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "ava"
 
 
 def transform_frames(frames, plan: ClipPlan) -> torch.Tensor:

@@ -7,10 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqformer.data.ava_format import (AvaFormatError, read_ava_csv, read_exclusions, read_labelmap,
-                                   write_detections_csv)
+from seqformer.data.ava_format import (
+    AvaFormatError,
+    read_ava_csv,
+    read_exclusions,
+    read_labelmap,
+    write_detections_csv,
+)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ava"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "ava"
 LABELMAP = SHARED / "ava_action_list_v2.1_for_activitynet_2018.pbtxt"
 VAL_CSV = SHARED / "ava_val_v2.1_labels1-14.csv"
 SPEC_IDS = {1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 20, 22, 24, 26, 27, 28, 29, 30, 34, 36, 37,

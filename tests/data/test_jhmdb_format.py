@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqformer.data.jhmdb_format import (JhmdbFormatError, groundtruth_from_dict, read_groundtruth_pickle,
-                                         write_groundtruth_pickle)
+from seqformer.data.jhmdb_format import (
+    JhmdbFormatError,
+    groundtruth_from_dict,
+    read_groundtruth_pickle,
+    write_groundtruth_pickle,
+)
 from seqformer.errors import SeqFormerError
 
-SHARED_GT = Path(__file__).resolve().parents[2] / "shared" / "data" / "jhmdb" / "JHMDB-GT.pkl"
+SHARED_GT = Path(__file__).resolve().parents[3] / "shared" / "data" / "jhmdb" / "JHMDB-GT.pkl"
 
 
 def _tube(start, end, box=(1.0, 2.0, 30.5, 40.0)):

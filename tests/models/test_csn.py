@@ -10,7 +10,6 @@ import scipy.io
 import torch
 import torch.nn.functional as F
 
-from seqformer.weight_files import CheckpointError
 from seqformer.models.backbones.csn import (
     Backbone3D,
     CSNBottleneck,
@@ -19,6 +18,7 @@ from seqformer.models.backbones.csn import (
     caffe2_blob_names,
     load_csn_weights,
 )
+from seqformer.weight_files import CheckpointError
 
 torch.set_num_threads(1)
 

@@ -15,13 +15,9 @@ from PIL import Image
 from seqformer.cli import main
 from seqformer.config import load_config
 from seqformer.inference.vis import VideoInputError, load_frames, read_videos
-from seqformer.engine.task import get_task
 from seqformer.structures import clip_batch_from_tensor
 
-def build_model_for(cfg):
-    """The task's model for ``cfg`` (the task adapter is the one place that picks it)."""
-    return get_task(cfg.model.task).build_model(cfg)
-
+from helpers import build_model_for
 
 TINY = {"model": {"num_queries": 16, "enc_layers": 1, "dec_layers": 2, "hidden_dim": 64,
                   "dim_feedforward": 128, "nheads": 4, "num_classes": 6}}

@@ -11,12 +11,21 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from seqformer.weight_files import CheckpointError
-from seqformer.models.backbones.image import Backbone2D, FrozenBatchNorm2d, build_backbone, load_backbone_weights
-from seqformer.models.position_encoding import Joiner, PositionEmbeddingLearned, PositionEmbeddingSine
+from seqformer.models.backbones.image import (
+    Backbone2D,
+    FrozenBatchNorm2d,
+    build_backbone,
+    load_backbone_weights,
+)
 from seqformer.models.backbones.swin import SwinTransformerBlock, shifted_window_mask
+from seqformer.models.position_encoding import (
+    Joiner,
+    PositionEmbeddingLearned,
+    PositionEmbeddingSine,
+)
+from seqformer.weight_files import CheckpointError
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 TSV_OF = {"resnet50": "r50", "resnet101": "r101", "resnext101_32x8d": "x101", "swin_l_p4w12": "swin_l"}
 
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from engine_toy import ToyModel, ToyTask, toy_config
 from seqformer.config import OptimConfig, load_config
 from seqformer.engine import checkpoint as ckpt_io
 from seqformer.engine import task as task_registry
@@ -21,6 +20,8 @@ from seqformer.engine.logger import plot_training_curves, read_log
 from seqformer.engine.optim import build_lr_scheduler, build_optimizer
 from seqformer.engine.trainer import NonFiniteLossError, Trainer
 from seqformer.weight_files import CheckpointError
+
+from engine_toy import ToyModel, ToyTask, toy_config
 
 CPU = torch.device("cpu")
 

@@ -12,7 +12,7 @@ import pytest
 
 from seqformer.evaluation.ava_eval import evaluate_ava
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from ava_reference import evaluate as evaluate_reference  # noqa: E402
 

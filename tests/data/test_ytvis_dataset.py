@@ -1,4 +1,4 @@
-"""YouTube-VIS data side: format IO, clip augmentations, frame sampling, datasets, synth generator, split tool."""
+"""YouTube-VIS data side: clip augmentations, frame sampling, datasets, synth generator, split tool, COCO pseudo-videos."""
 from __future__ import annotations
 
 import copy
@@ -12,104 +12,33 @@ import torch
 from PIL import Image
 
 from seqformer.cli import main as cli_main
-from seqformer.data.ytvis_transforms import (Check, Compose, PhotometricDistort, ToTensorNormalize, build_train_transforms,
-                                            crop, hflip, resize)
-from seqformer.data.coco_video import COCOPseudoVideoDataset, build_joint_dataset, masks_to_xyxy
+from seqformer.data.coco_video import (
+    COCOPseudoVideoDataset,
+    build_joint_dataset,
+    masks_to_xyxy,
+)
 from seqformer.data.collate import collate_clips
-from seqformer.data.ytvis_synth import SynthVisConfig, generate_synth_vis
 from seqformer.data.ytvis_dataset import YTVISDataset, sample_clip_frames
-from seqformer.data.ytvis_format import (YTVISFormatError, compressed_rle_counts, decode_segmentation, encode_rle,
-                                         load_ytvis_json, save_ytvis_json)
+from seqformer.data.ytvis_format import (
+    YTVISFormatError,
+    encode_rle,
+    load_ytvis_json,
+    save_ytvis_json,
+)
+from seqformer.data.ytvis_synth import generate_synth_vis
+from seqformer.data.ytvis_transforms import (
+    Check,
+    Compose,
+    PhotometricDistort,
+    ToTensorNormalize,
+    build_train_transforms,
+    crop,
+    hflip,
+    resize,
+)
 from seqformer.tools.split_vis import split_video_ids
 
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("synth")
-    return generate_synth_vis(out, SynthVisConfig(num_train_videos=4, num_val_videos=2, num_frames=8, height=64, width=96, seed=1))
-
-
-# ---------------------------------------------------------------- format
-
-
-def test_rle_hand_case_both_encodings():
-    mask = np.zeros((4, 5), np.uint8)
-    mask[1:3, 1:4] = 1
-    expected_runs = [5, 2, 2, 2, 2, 2, 5]  # column-major: zeros, ones, zeros, ... counted by hand
-    assert encode_rle(mask, compressed=False)["counts"] == expected_runs
-    compressed = encode_rle(mask)
-    assert isinstance(compressed["counts"], str)
-    assert compressed_rle_counts(compressed["counts"]) == expected_runs
-    for rle in (compressed, {"size": [4, 5], "counts": expected_runs}):
-        np.testing.assert_array_equal(decode_segmentation(rle, 4, 5), mask)
-
-
-def test_rle_random_round_trip():
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        h, w = rng.integers(1, 30, size=2)
-        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
-        for compressed in (True, False):
-            rle = json.loads(json.dumps(encode_rle(mask, compressed)))
-            np.testing.assert_array_equal(decode_segmentation(rle, h, w), mask)
-        assert compressed_rle_counts(encode_rle(mask)["counts"]) == encode_rle(mask, False)["counts"]
-
-
-def test_polygon_decoding_and_union():
-    square = [1, 1, 4, 1, 4, 3, 1, 3]  # 3x2 pixel rectangle
-    m = decode_segmentation([square], 5, 6)
-    assert m.sum() == 6 and m[1:3, 1:4].all()
-    two = decode_segmentation([square, [0, 4, 2, 4, 2, 5, 0, 5]], 5, 6)
-    assert two.sum() == 6 + 2
-    assert decode_segmentation(None, 5, 6).sum() == 0
-
-
-def _tiny_json(seg, bbox=(1, 1, 2, 2)) -> dict:
-    return {"videos": [{"id": 3, "width": 6, "height": 5, "length": 1, "file_names": ["v/0.jpg"]}],
-            "categories": [{"id": 1, "name": "a"}],
-            "annotations": [{"id": 17, "video_id": 3, "category_id": 1, "iscrowd": 0,
-                             "segmentations": [seg], "bboxes": [list(bbox)], "areas": [4]}]}
-
-
-@pytest.mark.parametrize("seg, needle", [
-    ({"size": [5, 6], "counts": [3, 4, 5]}, "sum to 12"),
-    ({"size": [5, 6], "counts": "\x7f"}, "invalid RLE character"),
-    ({"size": [4, 6], "counts": [24]}, "does not match"),
-    ([[1, 2, 3, 4]], "polygon"),
-    ([[1, 2, 3, 4, 5]], "polygon"),
-])
-def test_bad_segmentation_names_file_video_annotation(tmp_path, seg, needle):
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(_tiny_json(seg)))
-    with pytest.raises(YTVISFormatError) as err:
-        load_ytvis_json(path)
-    msg = str(err.value)
-    assert str(path) in msg and "video 3" in msg and "annotation 17" in msg and needle in msg
-
-
-def test_malformed_json_and_missing_image(tmp_path):
-    bad = tmp_path / "broken.json"
-    bad.write_text('{"videos": [\n{"id": 1,}\n]}')
-    with pytest.raises(YTVISFormatError, match=r"broken\.json: malformed JSON at line 2"):
-        load_ytvis_json(bad)
-    good = tmp_path / "good.json"
-    save_ytvis_json(_tiny_json(encode_rle(np.ones((5, 6), np.uint8))), good)
-    with pytest.raises(YTVISFormatError, match=r"good\.json: video 3: missing image file .*v/0\.jpg"):
-        load_ytvis_json(good, img_dir=tmp_path)
-    data = _tiny_json(None)
-    data["annotations"][0]["category_id"] = 9
-    with pytest.raises(YTVISFormatError, match="annotation 17: unknown category_id 9"):
-        save_ytvis_json(data, tmp_path / "x.json")
-
-
-def test_image_size_mismatch_is_reported(tmp_path):
-    (tmp_path / "v").mkdir()
-    Image.new("RGB", (7, 5)).save(tmp_path / "v" / "0.jpg")
-    save_ytvis_json(_tiny_json(encode_rle(np.ones((5, 6), np.uint8))), tmp_path / "a.json")
-    ds = YTVISDataset(tmp_path, tmp_path / "a.json", num_frames=1)
-    with pytest.raises(YTVISFormatError, match="video 3: image .* is 7x5, json says 6x5"):
-        ds[0]
-
+from conftest import SMALL_VIS
 
 # ---------------------------------------------------------------- transforms
 
@@ -218,13 +147,13 @@ def test_frame_sampling_rules():
     assert len(sample_clip_frames(0, 2, 8, rng)) == 8  # the original's random.sample would crash here
 
 
-def test_synth_generator_layout_mix_and_determinism(synth, tmp_path):
-    data = json.loads(Path(synth["train_ann"]).read_text())
+def test_synth_generator_layout_mix_and_determinism(synth_vis, tmp_path):
+    data = json.loads(Path(synth_vis["train_ann"]).read_text())
     kinds = {("poly" if isinstance(s, list) else type(s["counts"]).__name__)
              for a in data["annotations"] for s in a["segmentations"] if s is not None}
     assert kinds == {"poly", "list", "str"}
     assert any(s is None for a in data["annotations"] for s in a["segmentations"])
-    anns = load_ytvis_json(synth["train_ann"], synth["train_images"])
+    anns = load_ytvis_json(synth_vis["train_ann"], synth_vis["train_images"])
     for ann in anns.annotations:
         for f, seg in enumerate(ann["segmentations"]):
             m = anns.decode_mask(ann, f)
@@ -233,15 +162,15 @@ def test_synth_generator_layout_mix_and_determinism(synth, tmp_path):
             else:
                 x, y, w, h = ann["bboxes"][f]
                 assert m.sum() == ann["areas"][f] and m[y:y + h, x:x + w].sum() == m.sum()
-    assert load_ytvis_json(synth["valid_ann"], synth["valid_images"]).annotations
-    again = generate_synth_vis(tmp_path, SynthVisConfig(num_train_videos=4, num_val_videos=2, num_frames=8, height=64, width=96, seed=1))
-    assert Path(again["train_ann"]).read_bytes() == Path(synth["train_ann"]).read_bytes()
+    assert load_ytvis_json(synth_vis["valid_ann"], synth_vis["valid_images"]).annotations
+    again = generate_synth_vis(tmp_path, SMALL_VIS)
+    assert Path(again["train_ann"]).read_bytes() == Path(synth_vis["train_ann"]).read_bytes()
     name = data["videos"][0]["file_names"][3]
-    assert (again["train_images"] / name).read_bytes() == (synth["train_images"] / name).read_bytes()
+    assert (again["train_images"] / name).read_bytes() == (synth_vis["train_images"] / name).read_bytes()
 
 
-def test_ytvis_dataset_contract(synth):
-    ds = YTVISDataset(synth["train_images"], synth["train_ann"], num_frames=4,
+def test_ytvis_dataset_contract(synth_vis):
+    ds = YTVISDataset(synth_vis["train_images"], synth_vis["train_ann"], num_frames=4,
                       transforms=build_train_transforms(train_scales=[64, 96], train_max_size=160,
                                                         crop_scales=[80], crop_size=[48, 70]),
                       rng=random.Random(0))
@@ -314,7 +243,7 @@ def test_resampling_is_bounded_and_counted(tmp_path):
     assert empty_ds.num_resampled == 2
 
 
-def test_collate_pads_to_multiple_of_32(synth):
+def test_collate_pads_to_multiple_of_32(synth_vis):
     clips = [(torch.ones(2, 3, 40, 70), {"a": 1}), (torch.ones(2, 3, 65, 30), {"a": 2})]
     batch, targets = collate_clips(clips)
     assert batch.tensors.shape == (2, 2, 3, 96, 96) and batch.mask.shape == (2, 2, 96, 96)
@@ -325,7 +254,7 @@ def test_collate_pads_to_multiple_of_32(synth):
 # ---------------------------------------------------------------- split tool
 
 
-def test_split_deterministic_disjoint_and_complete(synth, tmp_path):
+def test_split_deterministic_disjoint_and_complete(synth_vis, tmp_path):
     ids = list(range(1, 101))
     train, val = split_video_ids(ids, 0.1, seed=0)
     assert len(val) == 10 and not set(train) & set(val) and sorted(train + val) == ids
@@ -333,13 +262,13 @@ def test_split_deterministic_disjoint_and_complete(synth, tmp_path):
     assert split_video_ids(ids, 0.1, seed=1)[1] != val
     assert len(split_video_ids([1, 2], 0.1, 0)[1]) == 1
     for out in ("a", "b"):
-        assert cli_main(["split", "vis", "--annotations", str(synth["train_ann"]), "--out-dir", str(tmp_path / out),
+        assert cli_main(["split", "vis", "--annotations", str(synth_vis["train_ann"]), "--out-dir", str(tmp_path / out),
                          "--val-fraction", "0.5", "--seed", "3"]) == 0
     a_val = (tmp_path / "a" / "instances_val_sub.json").read_bytes()
     assert a_val == (tmp_path / "b" / "instances_val_sub.json").read_bytes()
-    full = load_ytvis_json(synth["train_ann"])
-    tr = load_ytvis_json(tmp_path / "a" / "instances_train_sub.json", synth["train_images"])
-    va = load_ytvis_json(tmp_path / "a" / "instances_val_sub.json", synth["train_images"])
+    full = load_ytvis_json(synth_vis["train_ann"])
+    tr = load_ytvis_json(tmp_path / "a" / "instances_train_sub.json", synth_vis["train_images"])
+    va = load_ytvis_json(tmp_path / "a" / "instances_val_sub.json", synth_vis["train_images"])
     assert len(tr.videos) == len(va.videos) == 2 and not set(tr.videos_by_id) & set(va.videos_by_id)
     assert len(tr.annotations) + len(va.annotations) == len(full.annotations)
     assert all(a["video_id"] in va.videos_by_id for a in va.annotations)
@@ -395,8 +324,8 @@ def test_coco_pseudo_video(fake_coco):
     assert five[0][0].shape == (5, 3, 60, 80)
 
 
-def test_joint_dataset_ratio(fake_coco, synth):
-    ytvis = YTVISDataset(synth["train_images"], synth["train_ann"], num_frames=5)
+def test_joint_dataset_ratio(fake_coco, synth_vis):
+    ytvis = YTVISDataset(synth_vis["train_images"], synth_vis["train_ann"], num_frames=5)
     coco = COCOPseudoVideoDataset(fake_coco, fake_coco / "ann.json", num_frames=5)
     assert len(build_joint_dataset(ytvis, coco, 0.5)) == 32 + 16
     assert len(build_joint_dataset(ytvis, coco, None)) == 32 + 1

@@ -5,7 +5,11 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from seqformer.inference.long_video import LongVideoLinker, predict_long_video, window_starts
+from seqformer.inference.long_video import (
+    LongVideoLinker,
+    predict_long_video,
+    window_starts,
+)
 
 
 def test_window_starts_cover_video_with_overlap():

@@ -7,16 +7,12 @@ import pytest
 import torch
 
 from seqformer.config import load_config
-from seqformer.engine.task import get_task
-from seqformer.weight_files import CheckpointError, load_model_weights
 from seqformer.structures import pad_clips
+from seqformer.weight_files import CheckpointError, load_model_weights
 
-def build_model_for(cfg):
-    """The task's model for ``cfg`` (the task adapter is the one place that picks it)."""
-    return get_task(cfg.model.task).build_model(cfg)
+from helpers import build_model_for
 
-
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
 BACKBONES = {"r50": "resnet50", "r101": "resnet101", "x101": "resnext101_32x8d", "swin_l": "swin_l_p4w12"}
 
 

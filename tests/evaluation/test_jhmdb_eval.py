@@ -10,15 +10,23 @@ import numpy as np
 import pytest
 
 from seqformer.cli import main as cli_main
-from seqformer.data.jhmdb_format import JhmdbFormatError, groundtruth_from_dict, write_groundtruth_pickle
+from seqformer.data.jhmdb_format import (
+    JhmdbFormatError,
+    groundtruth_from_dict,
+    write_groundtruth_pickle,
+)
 from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb
-from seqformer.evaluation.jhmdb_inputs import JhmdbInputError, read_frame_detections, read_tubes
+from seqformer.evaluation.jhmdb_inputs import (
+    JhmdbInputError,
+    read_frame_detections,
+    read_tubes,
+)
 from seqformer.evaluation.jhmdb_tubes import TubeSet, tube_iou, tube_nms
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jhmdb_eval_cases as cases  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "jhmdb_eval"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "jhmdb_eval"
 TOLERANCE = 1e-6
 VIDEO_KEYS = ("0.2", "0.5", "0.75", "0.5:0.95")
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import copy
 import json
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -13,11 +13,15 @@ import pycocotools.mask as mask_utils
 import pytest
 
 from seqformer.evaluation import ytvis_eval
-from seqformer.evaluation.ytvis_eval import YTVISEvalError, evaluate_ytvis, format_ytvis_table
+from seqformer.evaluation.ytvis_eval import (
+    YTVISEvalError,
+    evaluate_ytvis,
+    format_ytvis_table,
+)
 from seqformer.evaluation.ytvis_inputs import parse_json_span, split_json_array
 from seqformer.tools import evaluate_vis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from ytvis_reference import reference_evaluate  # noqa: E402
 
 H, W = 8, 10

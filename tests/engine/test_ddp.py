@@ -7,10 +7,11 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from engine_toy import ToyTask, toy_config
 from seqformer.engine.distributed import cleanup, init_distributed
 from seqformer.engine.logger import read_log
 from seqformer.engine.trainer import Trainer
+
+from engine_toy import ToyTask, toy_config
 
 GLOBAL_BATCH = 4
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqformer.ops import available_backends, ms_deform_attn, ms_deform_attn_pytorch, register_backend
+from seqformer.ops import (
+    available_backends,
+    ms_deform_attn,
+    ms_deform_attn_pytorch,
+    register_backend,
+)
 
 
 def _direct_reference(value, shapes, starts, loc, attw):
