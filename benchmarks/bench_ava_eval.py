@@ -202,7 +202,8 @@ def main() -> int:
         size_mb = os.path.getsize(det) / 1e6
         result, seconds, process_seconds, rss = run_ours(VAL_CSV, det)
         print(f"full case: 15,008,700 detection rows ({size_mb:.0f} MB), 93,400 GT rows")
-        print(f"ours: {seconds:.1f} s in evaluate_ava, {process_seconds:.1f} s whole process, peak RSS {rss:.0f} MiB, mAP {result['mAP']:.6f}")
+        print(f"ours: {seconds:.1f} s in evaluate_ava, {process_seconds:.1f} s whole process, "
+              f"peak RSS {rss:.0f} MiB, mAP {result['mAP']:.6f}")
         return 0
 
     gt, det = build_default_case(work)

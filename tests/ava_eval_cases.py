@@ -1,15 +1,17 @@
 """Inputs of the AVA evaluator's reference comparison (tests/test_ava_eval_references.py).
 
-Hand cases (one per rule the protocols treat differently) are literal rows; large cases are built
-deterministically from a seed and ../shared/data/ava/ava_val_v2.1_labels1-14.csv. The reference
-outputs live in tests/fixtures/ava_eval/reference_aps.json: numbers produced by running the
-reference evaluators themselves (benchmarks/ava_references.py) on these inputs. Regenerate with
+Hand cases (one per rule the protocols treat differently) are literal rows; small random cases and
+large cases are built deterministically from seeds, the large ones from
+../shared/data/ava/ava_val_v2.1_labels1-14.csv. The reference outputs live in
+tests/fixtures/ava_eval/reference_aps.json: numbers produced by running the reference evaluators
+themselves (benchmarks/ava_references.py) on these inputs. Regenerate them with
 
     python tests/ava_eval_cases.py --reference-root /work/scratch
 
-which runs every case under each numpy sort dispatch level of this machine (see
+where each reference checkout holds a ``COMMIT`` file with its commit hash (``git archive`` does not
+keep it). Every case runs under each numpy sort dispatch level of this machine (see
 :func:`argsort_fingerprint`): the references rank tied scores with ``np.argsort``, whose tie order
-differs between AVX-512, AVX2 and baseline x86 builds, and so do their APs.
+differs between AVX-512, AVX2 and baseline x86-64 builds, and so do their APs.
 """
 from __future__ import annotations
 
@@ -201,7 +203,8 @@ def write_large_case(name: str, folder: Path, val_csv: Path = SHARED_VAL,
     val = pd.read_csv(val_csv, header=None, dtype={0: str})
     videos = rng.choice(np.unique(val[0]), spec["videos"], replace=False)
     val = val[val[0].isin(videos)].reset_index(drop=True)
-    rows = [f"{v},{s:04d},{b},{c}" for v, s, b, c in zip(val[0], val[1], _box_text(val[[2, 3, 4, 5]].to_numpy()), val[6])]
+    box_text = _box_text(val[[2, 3, 4, 5]].to_numpy())
+    rows = [f"{v},{s:04d},{b},{c}" for v, s, b, c in zip(val[0], val[1], box_text, val[6])]
     keys = val[[0, 1]].drop_duplicates().to_numpy()
     key_of = {tuple(k): i for i, k in enumerate(map(tuple, keys))}
     with_pid = rng.random(len(keys)) < 0.6
@@ -218,7 +221,9 @@ def write_large_case(name: str, folder: Path, val_csv: Path = SHARED_VAL,
     for v, s in unannotated[:150]:  # 2-column keyframes
         extra.append((int(rng.integers(len(rows))), f"{v},{s}"))
     for v, s in unannotated[150:]:  # keyframes known only through non-evaluated classes
-        extra.append((int(rng.integers(len(rows))), f"{v},{s},{_box_text(_jitter(boxes[:1], 0.2, rng))[0]},{rng.choice(NOT_IN_LABELMAP)}"))
+        position = int(rng.integers(len(rows)))
+        box = _box_text(_jitter(boxes[:1], 0.2, rng))[0]
+        extra.append((position, f"{v},{s},{box},{rng.choice(NOT_IN_LABELMAP)}"))
     for position, row in sorted(extra, key=lambda e: e[0], reverse=True):
         rows.insert(position, row)
     (folder / "gt.csv").write_text("\n".join(rows) + "\n")
@@ -293,8 +298,8 @@ def _reference_commits(root: Path) -> dict:
     out = {}
     for protocol, (repo, folder, path) in info.items():
         commit_file = root / folder / "COMMIT"
-        out[protocol] = {"repository": repo, "commit": commit_file.read_text().strip() if commit_file.exists() else None,
-                         "file": path}
+        commit = commit_file.read_text().strip() if commit_file.exists() else None
+        out[protocol] = {"repository": repo, "commit": commit, "file": path}
     return out
 
 

@@ -104,7 +104,8 @@ def test_the_protocols_differ_where_the_rules_differ():
     assert aps("two_column_keyframe") == {"activitynet": 0.5, "pyslowfast": pytest.approx(1 / 3), "mmaction2": 1.0}
     assert aps("non_evaluated_class_keyframe")["activitynet"] == pytest.approx((1 / 3 + 1) / 2)
     assert aps("exclusions") == {"activitynet": 1.0, "pyslowfast": 1.0, "mmaction2": pytest.approx(2 / 3)}
-    assert aps("cap_50") == {"activitynet": 0.0, "pyslowfast": pytest.approx(1 / 51), "mmaction2": pytest.approx(1 / 51)}
+    assert aps("cap_50") == {"activitynet": 0.0, "pyslowfast": pytest.approx(1 / 51),
+                             "mmaction2": pytest.approx(1 / 51)}
     assert aps("degenerate_boxes") == {"activitynet": 1.0, "pyslowfast": 1.0, "mmaction2": pytest.approx(1 / 3)}
     assert aps("file_order_vs_score_order") == {"activitynet": 1.0, "pyslowfast": 0.5, "mmaction2": 1.0}
     assert aps("classes_without_detections_or_gt") == {"activitynet": 0.5, "pyslowfast": 0.5, "mmaction2": 1.0}
