@@ -31,9 +31,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from seqformer.data.ava_dataset import AVADataset, clip_frame_indices
+from seqformer.data.ava_synth import write_gt_csv, write_labelmap_pbtxt
 from seqformer.data.collate import collate_ava
 from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD
-from seqformer.data.ava_synth import write_gt_csv, write_labelmap_pbtxt
 
 SECONDS = (902, 912)  # keyframes; frames cover 900 .. 914 s
 

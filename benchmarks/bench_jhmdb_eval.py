@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-import jhmdb_eval_cases as cases  # noqa: E402
 from seqformer.data.jhmdb_format import read_groundtruth_pickle  # noqa: E402
 from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb  # noqa: E402
+
+import jhmdb_eval_cases as cases  # noqa: E402
 
 
 def main() -> None:

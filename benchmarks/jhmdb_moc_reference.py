@@ -30,7 +30,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import pickle
 import sys
 import tempfile

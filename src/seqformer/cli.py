@@ -26,7 +26,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("predict", "vis"): ("seqformer.tools.predict_vis", "YouTube-VIS results.json from a checkpoint"),
     ("predict", "ava"): ("seqformer.tools.predict_ava", "official AVA detection CSV from a checkpoint"),
     ("evaluate", "vis"): ("seqformer.tools.evaluate_vis", "YouTube-VIS mask AP (official ytvoseval semantics)"),
-    ("evaluate", "ava"): ("seqformer.tools.evaluate_ava", "AVA frame-mAP@0.5 (official ActivityNet protocol)"),
+    ("evaluate", "ava"): ("seqformer.tools.evaluate_ava", "AVA frame-mAP@0.5 (official ActivityNet protocol; --protocol pyslowfast | mmaction2)"),
     ("evaluate", "jhmdb"): ("seqformer.tools.evaluate_jhmdb", "JHMDB-21 frame-mAP and video-mAP (ACT/MOC protocol)"),
     ("evaluate", "ucf24"): ("seqformer.tools.evaluate_jhmdb", "UCF101-24 frame-mAP and video-mAP (ACT/MOC protocol)"),
     ("synth", "vis"): ("seqformer.tools.synth_vis", "generate a synthetic YouTube-VIS-format dataset"),

@@ -9,7 +9,9 @@ import pytest
 
 from seqformer.data.ava_format import (
     AvaFormatError,
+    key_only_rows,
     read_ava_csv,
+    read_ava_frame,
     read_exclusions,
     read_labelmap,
     write_detections_csv,
@@ -117,9 +119,13 @@ GOOD = "v,0902,0.1,0.2,0.3,0.4,12,0.5\n"
 
 
 @pytest.mark.parametrize("bad_row, message", [
-    ("v,0902,0.1,0.2,0.3,0.4\n", "expected 7 or 8 columns, got 6"),
-    ("v,0902,0.1,0.2,0.3,0.4,12,0.5,9\n", "expected 7 or 8 columns, got 9"),
-    ("\n", "expected 7 or 8 columns, got 0"),
+    ("v,0902,0.1,0.2,0.3,0.4\n", "expected 2, 7 or 8 columns, got 6"),
+    ("v,0902,0.1,0.2,0.3,0.4,12,0.5,9\n", "expected 2, 7 or 8 columns, got 9"),
+    ("\n", "expected 2, 7 or 8 columns, got 0"),
+    ("v,0902,0.1\n", "expected 2, 7 or 8 columns, got 3"),
+    ("v,0902,0.1,0.2,0.3\n", "expected 2, 7 or 8 columns, got 5"),
+    ("v,0902,,,,,,\n", "x1 '' is not a number"),
+    ("v,0902,0.1,,0.3,0.4,12,0.5\n", "y1 '' is not a number"),
     ("v,0902,0.1,zz,0.3,0.4,12,0.5\n", "y1 'zz' is not a number"),
     ("v,09.5,0.1,0.2,0.3,0.4,12,0.5\n", "second '09.5' is not a number"),
     ("v,0902,0.1,0.2,0.3,0.4,12,nan\n", "score is NaN"),
@@ -134,3 +140,21 @@ def test_malformed_row_error_names_its_line(tmp_path, bad_row, message):
 def test_non_integer_person_id_is_an_error(tmp_path):
     with pytest.raises(AvaFormatError, match=r"gt\.csv:2: person id"):
         read_ava_csv(_write(tmp_path / "gt.csv", "v,1,0,0,1,1,3,1\nv,1,0,0,1,1,3,1.5\n"), "gt")
+
+
+@pytest.mark.parametrize("kind", ["gt", "det"])
+def test_two_column_rows_are_keyframes_without_boxes(tmp_path, kind):
+    # The official format since 2020: "video_id,second" marks an annotated keyframe without a box.
+    text = "v,0902,0.1,0.2,0.3,0.4,12,3\nv,0903\nw,0001,0.1,0.2,0.3,0.4,5\nw,2\n"
+    table = read_ava_csv(_write(tmp_path / "f.csv", text), kind)
+    assert table.seconds.tolist() == [902, 1] and table.action_ids.tolist() == [12, 5]
+    assert table.keyframes_without_boxes == [("v", 903), ("w", 2)]
+    frame = read_ava_frame(tmp_path / "f.csv", kind)
+    assert key_only_rows(frame).tolist() == [False, True, False, True]
+    assert frame[1].tolist() == [902, 903, 1, 2]
+
+
+def test_errors_after_two_column_rows_still_name_their_line(tmp_path):
+    text = "v,0901\nv,0902,0.1,0.2,0.3,0.4,12,3\nv,0903\nv,0904,0.1,0.2,3.0,0.4,12,3\n"
+    with pytest.raises(AvaFormatError, match=r"gt\.csv:4: box coordinate outside"):
+        read_ava_csv(_write(tmp_path / "gt.csv", text), "gt")

@@ -4,9 +4,13 @@ Formats (https://research.google.com/ava/download.html), as read by ActivityNet'
 ``get_ava_performance.py``:
 
 * label map (``.pbtxt``): ``item { name: "..." id: N }`` blocks; ``label_id:`` is accepted for ``id:``.
-* ground truth CSV: ``video_id,second,x1,y1,x2,y2,action_id[,person_id]`` (7 or 8 columns).
+* ground truth CSV: ``video_id,second,x1,y1,x2,y2,action_id[,person_id]`` (7 or 8 columns), or a
+  2-column row ``video_id,second``: a keyframe that was annotated and has no box (the official
+  format since April 2020; the default evaluation protocol counts detections there as false
+  positives).
 * detection CSV: ``video_id,second,x1,y1,x2,y2,action_id,score``. Like the official reader, a
-  7-column detection row is accepted and gets score 1.0.
+  7-column detection row is accepted and gets score 1.0, and a 2-column row is accepted (it adds
+  no detection).
 * excluded timestamps CSV: ``video_id,second``.
 
 Coordinates are normalised to [0, 1]. The official reader accepts any float; we raise on coordinates
@@ -25,7 +29,7 @@ import csv
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,7 +39,8 @@ from seqformer.errors import SeqFormerError
 COORD_TOLERANCE = 0.01
 _COLUMNS = list(range(8))
 _DTYPES = {0: "category", 1: np.int64, 2: np.float64, 3: np.float64, 4: np.float64,
-           5: np.float64, 6: np.int64, 7: np.float64}
+           5: np.float64, 6: "Int64", 7: np.float64}
+_EMPTY_AS_NA = {column: [""] for column in range(2, 8)}  # missing fields of short rows
 
 
 class AvaFormatError(SeqFormerError, ValueError):
@@ -44,7 +49,7 @@ class AvaFormatError(SeqFormerError, ValueError):
 
 @dataclass
 class AvaTable:
-    """Rows of an AVA CSV as column arrays (row i = line i + 1 of the file)."""
+    """Box rows of an AVA CSV as column arrays, in file order."""
 
     video_ids: np.ndarray  # object array of str
     seconds: np.ndarray  # int64
@@ -52,6 +57,8 @@ class AvaTable:
     action_ids: np.ndarray  # int64
     person_ids: np.ndarray  # int64, -1 where the GT row has no 8th column (always -1 for detections)
     scores: np.ndarray | None  # float64 for detections, None for ground truth
+    # (video_id, second) of the 2-column rows: annotated keyframes without a box, in file order
+    keyframes_without_boxes: list[tuple[str, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seconds)
@@ -106,8 +113,10 @@ def read_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
 def read_ava_frame(path: str | os.PathLike, kind: str = "gt") -> pd.DataFrame:
     """Validated AVA CSV as a DataFrame with integer columns 0..7 (column 0 categorical).
 
-    Column 7 is the person id (GT) or score (detections), NaN where a row has only 7 columns.
-    This is the fast path shared by :func:`read_ava_csv` and the evaluator.
+    Row i is line i + 1 of the file. Column 7 is the person id (GT) or score (detections), NaN
+    where a row has only 7 columns. A 2-column row (``video_id,second``) has NaN in columns 2-5
+    and 7 and action id 0 (column 6 is int64); :func:`key_only_rows` finds them. This is the fast
+    path shared by :func:`read_ava_csv` and the evaluator.
     """
     if kind not in ("gt", "det"):
         raise ValueError(f"kind must be 'gt' or 'det', got {kind!r}")
@@ -115,17 +124,32 @@ def read_ava_frame(path: str | os.PathLike, kind: str = "gt") -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=d) for c, d in _DTYPES.items()})
     try:
         frame = pd.read_csv(path, header=None, names=_COLUMNS, dtype=_DTYPES, engine="c",
-                            keep_default_na=False, na_values={7: [""]}, skip_blank_lines=False)
+                            keep_default_na=False, na_values=_EMPTY_AS_NA, skip_blank_lines=False)
     except (ValueError, pd.errors.ParserError) as exc:
         _raise_first_bad_line(path, kind)
         raise AvaFormatError(f"{path}: could not parse as AVA {kind} CSV: {exc}") from exc
+    missing = frame[[2, 3, 4, 5, 6]].isna().to_numpy()
+    key_only = missing.all(axis=1) & frame[7].isna().to_numpy()
+    partial = missing.any(axis=1) & ~key_only
+    if partial.any() or (key_only.any() and not _key_only_lines_have_two_fields(path, key_only)):
+        _raise_first_bad_line(path, kind)
+        raise AvaFormatError(f"{path}:{int(np.flatnonzero(partial | key_only)[0]) + 1}: empty field")
+    frame[6] = frame[6].to_numpy(np.int64, na_value=0)
     _check_values(path, kind, frame)
     return frame
+
+
+def key_only_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of the 2-column ``video_id,second`` rows of a :func:`read_ava_frame` result."""
+    return np.isnan(frame[2].to_numpy(np.float64))
 
 
 def read_ava_csv(path: str | os.PathLike, kind: str = "gt") -> AvaTable:
     """Read an AVA ground-truth (``kind="gt"``) or detection (``kind="det"``) CSV."""
     frame = read_ava_frame(path, kind)
+    key_only = key_only_rows(frame)
+    empty = list(zip(frame[0][key_only].astype(object).tolist(), frame[1][key_only].tolist()))
+    frame = frame[~key_only]
     last = frame[7].to_numpy(np.float64)
     present = ~np.isnan(last)
     if kind == "gt":
@@ -141,6 +165,7 @@ def read_ava_csv(path: str | os.PathLike, kind: str = "gt") -> AvaTable:
         action_ids=frame[6].to_numpy(np.int64),
         person_ids=person_ids,
         scores=scores,
+        keyframes_without_boxes=empty,
     )
 
 
@@ -175,8 +200,9 @@ def _check_values(path, kind: str, frame: pd.DataFrame) -> None:
             raise AvaFormatError(f"{path}:{row + 1}: {what}")
 
     fail(frame[0].isna().to_numpy(), "missing video id")
+    boxed = ~key_only_rows(frame)  # 2-column rows have NaN coordinates by construction
     coords = [frame[c].to_numpy(np.float64) for c in (2, 3, 4, 5)]
-    fail(~np.logical_and.reduce([np.isfinite(c) for c in coords]), "non-finite box coordinate")
+    fail(boxed & ~np.logical_and.reduce([np.isfinite(c) for c in coords]), "non-finite box coordinate")
     lo, hi = -COORD_TOLERANCE, 1.0 + COORD_TOLERANCE
     fail(np.logical_or.reduce([(c < lo) | (c > hi) for c in coords]),
          f"box coordinate outside [0, 1] (tolerance {COORD_TOLERANCE}); coordinates must be normalised")
@@ -187,13 +213,19 @@ def _check_values(path, kind: str, frame: pd.DataFrame) -> None:
         fail(present & (last != np.round(last)), "person id is not an integer")
 
 
+def _key_only_lines_have_two_fields(path, key_only: np.ndarray) -> bool:
+    """Whether the rows parsed without columns 2-7 really are 2-column lines (not empty fields)."""
+    with open(path, newline="") as f:
+        return all(len(row) == 2 for row, short in zip(csv.reader(f), key_only) if short)
+
+
 def _raise_first_bad_line(path, kind: str) -> None:
     """Re-read ``path`` line by line and raise for the first row pandas could not have parsed."""
     with open(path, newline="") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             where = f"{path}:{line_no}"
-            if len(row) not in (7, 8):
-                raise AvaFormatError(f"{where}: expected 7 or 8 columns, got {len(row)}")
+            if len(row) not in (2, 7, 8):
+                raise AvaFormatError(f"{where}: expected 2, 7 or 8 columns, got {len(row)}")
             fields = ["second", "x1", "y1", "x2", "y2", "action_id",
                       "person_id" if kind == "gt" else "score"]
             for name, value in zip(fields, row[1:]):

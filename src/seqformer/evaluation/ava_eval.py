@@ -1,25 +1,31 @@
-"""AVA frame-mAP@0.5 with the exact semantics of ActivityNet's ``get_ava_performance.py``, vectorised.
+"""AVA frame-mAP@0.5, vectorised, equal per class to the reference evaluators.
 
-Official protocol (see ``benchmarks/ava_reference.py`` for a line-by-line style re-implementation):
-rows whose action id is not in the label map are dropped first; excluded keyframes are dropped;
-each keyframe keeps at most 50 detections through a min-heap of ``(score, action, y1, x1, y2, x2)``
-(a row enters a full heap only with a score strictly above the heap minimum, evicting the
-lexicographically smallest tuple) and lists them by descending score, stable over the heap's array
-layout; boxes with ``y1 >= y2`` or ``x1 >= x2`` are dropped; per keyframe and class each detection,
-in list order, takes its maximum-IoU ground-truth box (first on ties, areas without +1) and is a true
-positive iff IoU >= 0.5 and that box is still free. Detections on keyframes without ground truth are
-false positives (the official evaluator matches them against an empty ground truth). Per class,
-scores are concatenated in keyframe order (first appearance in the detection file), ordered with
+``protocol`` selects whose numbers to reproduce (see :mod:`seqformer.evaluation.ava_protocols`):
+``activitynet`` (default) is ActivityNet's ``get_ava_performance.py`` as it is since 2020-04-24,
+the AVA challenge scorer: every keyframe in the ground-truth CSV (a row of any class, or a 2-column
+``video_id,second`` row) is included; detections on other keyframes are ignored; detections on an
+included keyframe without an evaluated box are false positives. Label-map classes are the
+whitelist; each keyframe keeps at most 50 detections through a min-heap of
+``(score, action, y1, x1, y2, x2)`` (a row enters a full heap only with a score strictly above the
+heap minimum, evicting the lexicographically smallest tuple), listed by descending score, stable
+over the heap's array layout; boxes with ``y1 >= y2`` or ``x1 >= x2`` are dropped; per keyframe and
+class each detection, in list order, takes its maximum-IoU ground-truth box (first on ties, areas
+without +1) and is a true positive iff IoU >= 0.5 and that box is still free. Per class, scores are
+concatenated in keyframe order (first appearance in the detection file), ordered with
 ``np.argsort(...)[::-1]`` and turned into VOC all-point AP under the monotone precision envelope.
-Classes without ground truth get NaN and are left out of the mean.
+Classes without ground truth get NaN and are left out of the mean. ``pyslowfast`` and
+``mmaction2`` reproduce those toolkits' evaluators. ``exclusions`` (the pre-2020 excluded-timestamps
+CSV) removes those keyframes' rows from both files first; the official script today has no such
+option (empty keyframes are 2-column rows instead), PySlowFast and MMAction2 have it.
 
 Score ties make the result depend on list order, so this module reproduces the order exactly:
-per-class arrays are built in the official keyframe and list order and sorted with the same
+per-class arrays are built in the reference keyframe and list order and sorted with the same
 ``np.argsort``; the heap's kept set is computed in closed form, also for ties at the cap
 (:func:`_apply_heap_cap`); keyframes where the order among equal-score detections of one class
 (fixed only by the heap's array layout) could change a label, or where a detection's max IoU is
 shared by different ground-truth boxes (the pick then follows the GT list order), are replayed with
-the official heap logic in Python (:func:`_evaluate_keyframe_exactly`); these are rare.
+the official heap logic in Python (:func:`_evaluate_keyframe_exactly`); these are rare. The
+uncapped protocols list every keyframe in a fully determined order and need no replay.
 """
 from __future__ import annotations
 
@@ -30,28 +36,36 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from seqformer.data.ava_format import read_ava_frame, read_exclusions, read_labelmap
+from seqformer.data.ava_format import AvaFormatError, key_only_rows, read_ava_frame, read_exclusions, read_labelmap
+from seqformer.evaluation.ava_protocols import (
+    IOU_THRESHOLD,
+    average_precisions,
+    get_protocol,
+    greedy_match,
+    label_in_list_order,
+    pairwise_iou,
+    sorted_gt_groups,
+)
 
 MAX_DETECTIONS_PER_KEYFRAME = 50
-IOU_THRESHOLD = 0.5
 
 
 def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
                  detections: str | os.PathLike, exclusions: str | os.PathLike | None = None,
-                 ignore_keyframes_without_gt: bool = False) -> dict:
-    """Return ``{"mAP": float, "per_class": {class name: AP}}``.
+                 protocol: str = "activitynet") -> dict:
+    """Return ``{"mAP", "per_class": {class name: AP}, "protocol", "detections": counts}``.
 
-    ``per_class`` lists every label-map class in id order, NaN for classes without ground truth
-    (as the official script prints them); ``mAP`` is the mean over the other classes.
-    ``ignore_keyframes_without_gt`` drops detections on keyframes that have no (whitelisted,
-    non-excluded) ground truth instead of counting them as false positives as the official code
-    does; it is for evaluating on a subset of the annotated videos, and departs from the official
-    numbers whenever such detections exist.
+    ``per_class`` lists every label-map class in id order, NaN for classes the protocol leaves
+    out of the mean (no ground truth; for ``mmaction2`` also no scored detection). ``detections``
+    counts the detection rows by fate: ``scored``, and not scored because ``not_in_labelmap``,
+    ``excluded``, ``keyframe_not_scored`` (by the protocol's keyframe rule), ``over_cap`` (beyond
+    50 per keyframe) or ``invalid_box`` (``x1 >= x2`` or ``y1 >= y2``, dropped by the TF evaluator).
     """
+    spec = get_protocol(protocol)
     categories = read_labelmap(labelmap)
     class_ids = np.array([class_id for class_id, _ in categories], dtype=np.int64)
     if class_ids.min() < 1:
-        raise ValueError(f"{labelmap}: class ids must be >= 1 (official evaluator requirement)")
+        raise AvaFormatError(f"{labelmap}: class ids must be >= 1 (official evaluator requirement)")
     num_classes = int(class_ids.max())
     whitelist = np.zeros(num_classes + 1, dtype=bool)
     whitelist[class_ids] = True
@@ -60,23 +74,43 @@ def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
     det_frame = read_ava_frame(detections, "det")
     keys = _KeyframeIndex(gt_frame, det_frame)
     excluded = keys.encode_pairs(read_exclusions(exclusions)) if exclusions else np.zeros(0, np.int64)
-    gt = _rows(gt_frame, keys.gt_keys, whitelist, excluded, default_score=1.0)
-    det = _rows(det_frame, keys.det_keys, whitelist, excluded, default_score=1.0)
+    included = np.unique(keys.gt_keys[~np.isin(keys.gt_keys, excluded)])  # any GT row, any class
+    gt, _ = _rows(gt_frame, keys.gt_keys, whitelist, excluded)
+    counted = _rows(gt_frame, keys.gt_keys, whitelist, np.zeros(0, np.int64))[0] if spec.excluded_gt_in_recall else gt
+    num_gt = np.bincount(counted["cls"], minlength=num_classes + 1)
+    det, n_excluded = _rows(det_frame, keys.det_keys, whitelist, excluded)
+    boxed_det_rows = int((~key_only_rows(det_frame)).sum())
     del gt_frame, det_frame
-    if ignore_keyframes_without_gt:
-        annotated = np.isin(det["key"], gt["key"])
-        det = {name: values[annotated] for name, values in det.items()}
+    _reject_inverted_boxes(gt, groundtruth)
+    counts = {"not_in_labelmap": boxed_det_rows - len(det["key"]) - n_excluded, "excluded": n_excluded}
 
-    num_gt = np.bincount(gt["cls"], minlength=num_classes + 1)
-    labelled = _label_detections(det, gt, num_classes)
-    ap = _average_precisions(labelled, num_gt)
+    if spec.scored_keyframes == "in_groundtruth_file":
+        scored = np.isin(det["key"], included)
+    elif spec.scored_keyframes == "with_evaluated_boxes":
+        scored = np.isin(det["key"], gt["key"])
+    else:
+        scored = np.ones(len(det["key"]), dtype=bool)
+    counts["keyframe_not_scored"] = int((~scored).sum())
+    det = {name: values[scored] for name, values in det.items()}
+    # per-class arrays concatenate keyframes in order of first appearance in one of the files
+    _, key_order = pd.factorize(gt["key"] if spec.keyframe_order == "groundtruth" else det["key"], sort=False)
+    image = pd.Index(key_order).get_indexer(det["key"]).astype(np.int64)
+    if spec.listing == "heap":
+        labelled, counts["over_cap"], counts["invalid_box"] = _label_detections(det, gt, num_classes, image)
+    else:
+        if spec.keep_degenerate_boxes:
+            _reject_inverted_boxes(det, detections, "MMAction2's box list rejects it")
+        labelled = label_in_list_order(det, gt, num_classes, spec, image)
+        counts["over_cap"], counts["invalid_box"] = 0, len(det["key"]) - len(labelled["tp"])
+    counts["scored"] = len(labelled["tp"])
 
+    ap = average_precisions(labelled, num_gt, spec.nan_without_detections)
     names = dict(categories)  # later duplicates of an id win, as in the official category index
     per_class = {names[c]: float(ap[c]) for c in sorted(names)}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no class has ground truth
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no class is scored
         mean_ap = float(np.nanmean(ap[1:]))
-    return {"mAP": mean_ap, "per_class": per_class}
+    return {"mAP": mean_ap, "per_class": per_class, "protocol": spec.name, "detections": counts}
 
 
 class _KeyframeIndex:
@@ -110,27 +144,47 @@ class _KeyframeIndex:
         return video[inside] * self.span + offset[inside]
 
 
-def _rows(frame: pd.DataFrame, keys: np.ndarray, whitelist: np.ndarray, excluded: np.ndarray,
-          default_score: float) -> dict[str, np.ndarray]:
-    """Whitelisted, non-excluded rows in file order; boxes as official [y1, x1, y2, x2]."""
+def _rows(frame: pd.DataFrame, keys: np.ndarray, whitelist: np.ndarray,
+          excluded: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
+    """Whitelisted, non-excluded box rows in file order; boxes as official [y1, x1, y2, x2].
+
+    Column 7 (person id for GT, whose official reader sorts by it; score for detections) becomes
+    ``score``, 1.0 where absent; ``line`` is the 1-based file line. Also returns the number of box
+    rows of excluded keyframes.
+    """
     cls = frame[6].to_numpy(np.int64)
-    keep = (cls >= 0) & (cls < len(whitelist))
+    boxed = ~key_only_rows(frame)
+    keep = boxed & (cls >= 0) & (cls < len(whitelist))
     keep[keep] = whitelist[cls[keep]]
+    n_excluded = 0
     if excluded.size:
-        keep &= ~np.isin(keys, excluded)
+        dropped = boxed & np.isin(keys, excluded)
+        n_excluded = int(dropped.sum())
+        keep &= ~dropped
     last = frame[7].to_numpy(np.float64)[keep]
     return {
         "key": keys[keep],
         "cls": cls[keep],
-        "score": np.where(np.isnan(last), default_score, last),
+        "score": np.where(np.isnan(last), 1.0, last),
         "box": np.stack([frame[c].to_numpy(np.float64)[keep] for c in (3, 2, 5, 4)], axis=1),
-    }
+        "line": np.flatnonzero(keep) + 1,
+    }, n_excluded
 
 
-def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.ndarray]:
-    """True/false-positive label of every evaluated detection, with its sort keys."""
+def _reject_inverted_boxes(rows: dict, path, why: str = "a box must have x1 <= x2 and y1 <= y2") -> None:
+    """Raise for the first box with x1 > x2 or y1 > y2 (the TF box list raises on those)."""
+    box = rows["box"]
+    inverted = np.flatnonzero((box[:, 0] > box[:, 2]) | (box[:, 1] > box[:, 3]))
+    if inverted.size:
+        line = int(rows["line"][inverted.min()])
+        raise AvaFormatError(f"{path}:{line}: box with x1 > x2 or y1 > y2 ({why})")
+
+
+def _label_detections(det: dict, gt: dict, num_classes: int,
+                      image: np.ndarray) -> tuple[dict[str, np.ndarray], int, int]:
+    """ActivityNet listing (capped heap) and labels of every evaluated detection, with its sort
+    keys; also the numbers of rows dropped by the cap and for invalid boxes."""
     cap = MAX_DETECTIONS_PER_KEYFRAME
-    image, _ = pd.factorize(det["key"], sort=False)  # ids in order of first appearance
     image = image.astype(np.int64)
     order = np.argsort(-det["score"], kind="stable")
     order = order[np.argsort(image[order], kind="stable")]
@@ -146,15 +200,16 @@ def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.nda
         _apply_heap_cap(keep, order, image_s, score_s, starts, boundary_tie, det)
     kept = order[keep]
     box = det["box"][kept]
-    kept = kept[(box[:, 0] < box[:, 2]) & (box[:, 1] < box[:, 3])]
+    valid = (box[:, 0] < box[:, 2]) & (box[:, 1] < box[:, 3])
+    kept = kept[valid]
     position = np.empty(len(order), dtype=np.int64)
     position[order] = rank
     fast = {"image": image[kept], "position": position[kept], "cls": det["cls"][kept],
             "score": det["score"][kept]}
 
-    gt_group, gt_box, gt_order = _sorted_gt_groups(gt, num_classes)
-    fast["tp"], qualifies, ambiguous = _greedy_match(det["key"][kept] * (num_classes + 1) + fast["cls"],
-                                                     det["box"][kept], gt_group, gt_box)
+    gt_group, gt_box, gt_order = sorted_gt_groups(gt, gt["score"], num_classes)
+    fast["tp"], qualifies, ambiguous = greedy_match(det["key"][kept] * (num_classes + 1) + fast["cls"],
+                                                    det["box"][kept], gt_group, gt_box)
     # Keyframes whose result depends on the heap's array layout or the GT list order: replay them.
     replay = np.zeros(len(counts), dtype=bool)
     replay[fast["image"][ambiguous]] = True
@@ -166,7 +221,8 @@ def _label_detections(det: dict, gt: dict, num_classes: int) -> dict[str, np.nda
                 np.sort(order[starts[image_id]:starts[image_id] + counts[image_id]]),
                 det, gt, gt_order, gt_group, num_classes)
              for image_id in np.flatnonzero(replay)]
-    return {name: np.concatenate([fast[name]] + [e[name] for e in exact]) for name in fast}
+    labelled = {name: np.concatenate([fast[name]] + [e[name] for e in exact]) for name in fast}
+    return labelled, int((~keep).sum()), int((~valid).sum())
 
 
 def _apply_heap_cap(keep: np.ndarray, order: np.ndarray, image_s: np.ndarray, score_s: np.ndarray,
@@ -230,63 +286,6 @@ def _images_with_relevant_class_ties(fast: dict, qualifies: np.ndarray) -> np.nd
     return image[tied][((size > 1) & matchable)[group]]
 
 
-def _sorted_gt_groups(gt: dict, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """GT sorted by (keyframe, class, descending person-id score, file order) with group keys."""
-    gt_order = np.lexsort((np.arange(len(gt["key"])), -gt["score"], gt["cls"], gt["key"]))
-    group = gt["key"][gt_order] * (num_classes + 1) + gt["cls"][gt_order]
-    return group, gt["box"][gt_order], gt_order
-
-
-def _greedy_match(det_group: np.ndarray, det_box: np.ndarray, gt_group: np.ndarray,
-                  gt_box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Official greedy matching for detections listed in evaluation order.
-
-    Returns the TP labels, whether each detection's max-IoU GT box reaches the threshold, and a
-    mask of detections whose max IoU (>= threshold) is shared by ground-truth boxes that differ,
-    where the official pick depends on the GT list order.
-    """
-    first = np.searchsorted(gt_group, det_group, side="left")
-    count = np.searchsorted(gt_group, det_group, side="right") - first
-    tp = np.zeros(len(det_group), dtype=bool)
-    ambiguous = np.zeros(len(det_group), dtype=bool)
-    matchable = np.zeros(len(det_group), dtype=bool)
-    has_gt = np.flatnonzero(count > 0)
-    if has_gt.size == 0:
-        return tp, matchable, ambiguous
-    seg_len = count[has_gt]
-    seg_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
-    pair_det = np.repeat(has_gt, seg_len)
-    local = np.arange(seg_len.sum()) - np.repeat(seg_start, seg_len)
-    pair_gt = first[pair_det] + local
-    iou = _pairwise_iou(det_box[pair_det], gt_box[pair_gt])
-
-    has_nan = np.logical_or.reduceat(np.isnan(iou), seg_start)  # argmax would pick the NaN: FP
-    best = np.fmax.reduceat(iou, seg_start)
-    is_best = iou == np.repeat(best, seg_len)
-    best_local = np.minimum.reduceat(np.where(is_best, local, np.iinfo(np.int64).max), seg_start)
-    best_gt = first[has_gt] + best_local
-    differs = is_best & (gt_box[pair_gt] != gt_box[np.repeat(best_gt, seg_len)]).any(axis=1)
-    qualifies = (best >= IOU_THRESHOLD) & ~has_nan
-    ambiguous[has_gt] = qualifies & np.logical_or.reduceat(differs, seg_start)
-    matchable[has_gt] = qualifies
-
-    candidates = has_gt[qualifies]
-    _, first_claim = np.unique(best_gt[qualifies], return_index=True)
-    tp[candidates[first_claim]] = True
-    return tp, matchable, ambiguous
-
-
-def _pairwise_iou(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of [y1, x1, y2, x2] boxes, same operation order as the official np_box_ops."""
-    heights = np.maximum(0.0, np.minimum(box1[:, 2], box2[:, 2]) - np.maximum(box1[:, 0], box2[:, 0]))
-    widths = np.maximum(0.0, np.minimum(box1[:, 3], box2[:, 3]) - np.maximum(box1[:, 1], box2[:, 1]))
-    intersection = heights * widths
-    area1 = (box1[:, 2] - box1[:, 0]) * (box1[:, 3] - box1[:, 1])
-    area2 = (box2[:, 2] - box2[:, 0]) * (box2[:, 3] - box2[:, 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return intersection / (area1 + area2 - intersection)
-
-
 def _heap_listing(entries: list[tuple], capacity: int) -> list[tuple]:
     """Official per-keyframe reader: capped min-heap, then a stable sort by descending score."""
     heap: list[tuple] = []
@@ -322,7 +321,7 @@ def _evaluate_keyframe_exactly(image_id: int, det_rows: np.ndarray, det: dict, g
         for d in dets:
             if gts.size == 0:
                 break
-            iou = _pairwise_iou(np.repeat(det_box[d:d + 1], len(gts), axis=0), gt_box[gts])
+            iou = pairwise_iou(np.repeat(det_box[d:d + 1], len(gts), axis=0), gt_box[gts])
             j = int(np.argmax(iou))
             if iou[j] >= IOU_THRESHOLD and not taken[j]:
                 tp[d] = taken[j] = True
@@ -331,26 +330,3 @@ def _evaluate_keyframe_exactly(image_id: int, det_rows: np.ndarray, det: dict, g
             "tp": tp[valid]}
 
 
-def _average_precisions(labelled: dict, num_gt: np.ndarray) -> np.ndarray:
-    """Per-class VOC AP, NaN where a class has no ground truth (index = class id)."""
-    ap = np.full(len(num_gt), np.nan)
-    order = np.lexsort((labelled["position"], labelled["image"], labelled["cls"]))
-    cls, score, tp = labelled["cls"][order], labelled["score"][order], labelled["tp"][order]
-    bounds = np.searchsorted(cls, np.arange(len(num_gt) + 1))
-    for class_id in np.flatnonzero(num_gt > 0):
-        segment = slice(bounds[class_id], bounds[class_id + 1])
-        ap[class_id] = _voc_ap(score[segment], tp[segment], int(num_gt[class_id]))
-    return ap
-
-
-def _voc_ap(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
-    if scores.size == 0:
-        return 0.0
-    hits = tp[np.argsort(scores)[::-1]].astype(int)  # argsort kind and reversal as official
-    cum_tp = np.cumsum(hits)
-    cum_fp = np.cumsum(1 - hits)
-    precision = np.concatenate([[0.0], cum_tp.astype(float) / (cum_tp + cum_fp), [0.0]])
-    recall = np.concatenate([[0.0], cum_tp.astype(float) / num_gt, [1.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
-    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))

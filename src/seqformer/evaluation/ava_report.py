@@ -1,4 +1,5 @@
-"""Human-readable AVA results: the per-class AP table printed by ``evaluate ava`` and the demo, and a bar chart."""
+"""Human-readable AVA results: the per-class AP table printed by ``evaluate ava`` and the demo, the
+line that says which detection rows were not scored and why, and a per-class bar chart."""
 from __future__ import annotations
 
 import math
@@ -9,9 +10,20 @@ def format_table(result: dict) -> str:
     width = max([len(name) for name in result["per_class"]] + [len("mAP")])
     lines = [f"{'class':<{width}}  AP@0.5"]
     for name, ap in result["per_class"].items():
-        lines.append(f"{name:<{width}}  {'n/a (no GT)' if math.isnan(ap) else f'{ap:.4f}'}")
+        lines.append(f"{name:<{width}}  {'n/a (not scored)' if math.isnan(ap) else f'{ap:.4f}'}")
     lines.append(f"{'mAP':<{width}}  {result['mAP']:.4f}")
     return "\n".join(lines)
+
+
+def format_detection_counts(result: dict) -> str:
+    """One line: how many detection rows were scored and why the others were not."""
+    counts = result["detections"]
+    reasons = {"not_in_labelmap": "class not in the label map", "excluded": "excluded keyframe",
+               "keyframe_not_scored": "keyframe not scored by the protocol", "over_cap": "beyond 50 per keyframe",
+               "invalid_box": "x1 >= x2 or y1 >= y2"}
+    skipped = [f"{counts[k]:,} {text}" for k, text in reasons.items() if counts.get(k)]
+    return (f"protocol {result['protocol']}: {counts['scored']:,} detection rows scored"
+            + (f"; not scored: {', '.join(skipped)}" if skipped else ""))
 
 
 def save_bar_chart(result: dict, path: Path) -> None:
@@ -28,7 +40,7 @@ def save_bar_chart(result: dict, path: Path) -> None:
     ax.axhline(result["mAP"], color="tab:red", linestyle="--", label=f"mAP {result['mAP']:.4f}")
     ax.set_ylim(0, 1)
     ax.set_ylabel("AP@0.5 (frame)")
-    ax.set_title("AVA per-class AP (classes with ground truth)")
+    ax.set_title(f"AVA per-class AP ({result['protocol']} protocol, scored classes)")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
