@@ -24,10 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.keyframe_step < 1:
         raise InputVideoError(f"--keyframe-step must be a whole number of seconds >= 1, got {args.keyframe_step}")
-    cfg = load_config(args.config, args.overrides)
-    paths = expand_inputs(args.input)
+    paths = expand_inputs(args.input)  # inputs and output folder first: they fail in seconds, not after a model loads
     inputs = [open_input(p, args.fps, args.start, args.end, args.on_decode_error) for p in paths]
     out_dir = prepare_out_dir(args.out)
+    cfg = load_config(args.config, args.overrides)
     class_ids, names = action_labels(cfg, args.labelmap)
     device = resolve_device(args.device)
     model = get_task("ava").build_model(cfg)

@@ -22,10 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from seqformer.inference.video_vis import category_names, infer_vis, vis_options
     from seqformer.weight_files import load_model_weights
 
-    cfg = load_config(args.config, args.overrides)
-    paths = expand_inputs(args.input)
+    paths = expand_inputs(args.input)  # inputs and output folder first: they fail in seconds, not after a model loads
     inputs = [open_input(p, args.fps, args.start, args.end, args.on_decode_error) for p in paths]
     out_dir = prepare_out_dir(args.out)
+    cfg = load_config(args.config, args.overrides)
     device = resolve_device(args.device)
     model = get_task("vis").build_model(cfg)
     load_model_weights(model, args.weights)

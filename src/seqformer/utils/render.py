@@ -114,7 +114,7 @@ def _label(draw: ImageDraw.ImageDraw, anchor: tuple[int, int], lines: list[str],
     x = min(max(anchor[0], 0), max(frame_wh[0] - width, 0))
     y = anchor[1] if below or anchor[1] - height < 0 else anchor[1] - height
     y = min(y, max(frame_wh[1] - height, 0))
-    draw.rectangle([x, y, x + width, y + height], fill=(0, 0, 0))
+    draw.rectangle([x, y, x + width - 1, y + height - 1], fill=(0, 0, 0))  # inclusive corners
     for i, line in enumerate(lines):
         draw.text((x + 2, y + 1 + i * line_h), line, fill=colour, font=font)
 
