@@ -255,3 +255,19 @@ def infer_ava(model, video: VideoInput, cfg: Config, device: torch.device, out_d
         save_timeline(keyframes, names, class_ids, opts.keyframe_step, paths["timeline"], opts.score_threshold,
                       f"{video.stem}: actors and actions per keyframe")
     return paths
+
+
+def render_held_out(model, cfg: Config, device: torch.device, out_dir: Path) -> dict[str, Path]:
+    """The demo's last step: the first held-out video (its frame folder) through ``infer ava`` at the
+    dataset's frame rate, rendered 4x larger, printed."""
+    from seqformer.data.ava_format import read_ava_csv
+    from seqformer.data.video_input import open_input
+    from seqformer.inference.video_common import prepare_out_dir
+
+    video_id = sorted({str(v) for v in read_ava_csv(cfg.data.ava_val_csv, "gt").video_ids})[0]
+    video = open_input(Path(cfg.data.ava_frames) / video_id, fps=cfg.data.ava_fps)
+    class_ids, names = action_labels(cfg)
+    written = infer_ava(model, video, cfg, device, prepare_out_dir(out_dir), AvaOptions(cfg.data.ava_val_short_side),
+                        class_ids, names, render_upscale=4, progress=False)
+    print(f"rendered held-out video {video_id} with `seqformer infer ava`: {', '.join(map(str, written.values()))}")
+    return written

@@ -196,3 +196,16 @@ def infer_vis(model, video: VideoInput, cfg: Config, device: torch.device, out_d
         save_tracks_plot(results, names, video.fps, length, paths["tracks"], opts.score_threshold,
                          f"{stem}: instances over time")
     return paths
+
+
+def render_held_out(model, cfg: Config, device: torch.device, frames_dir: Path, out_dir: Path) -> dict[str, Path]:
+    """The demo's last step: one held-out synthetic video through ``infer vis`` (what
+    ``seqformer infer vis --input <frames_dir> --fps 6 --render-upscale 4`` writes), printed."""
+    from seqformer.data.video_input import open_input
+    from seqformer.inference.video_common import prepare_out_dir
+
+    video = open_input(frames_dir, fps=6)
+    written = infer_vis(model, video, cfg, device, prepare_out_dir(out_dir), vis_options(cfg), category_names(cfg),
+                        render_upscale=4, progress=False)
+    print(f"rendered held-out video {video.stem} with `seqformer infer vis`: {', '.join(map(str, written.values()))}")
+    return written
