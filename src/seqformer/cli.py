@@ -29,6 +29,8 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("evaluate", "ava"): ("seqformer.tools.evaluate_ava", "AVA frame-mAP@0.5 (official ActivityNet protocol; --protocol pyslowfast | mmaction2)"),
     ("evaluate", "jhmdb"): ("seqformer.tools.evaluate_jhmdb", "JHMDB-21 frame-mAP and video-mAP (ACT/MOC protocol)"),
     ("evaluate", "ucf24"): ("seqformer.tools.evaluate_jhmdb", "UCF101-24 frame-mAP and video-mAP (ACT/MOC protocol)"),
+    ("infer", "vis"): ("seqformer.tools.infer_vis", "video file/frames -> masks video, results json, tracks plot"),
+    ("infer", "ava"): ("seqformer.tools.infer_ava", "video file/frames -> actions video, detection CSV, timeline"),
     ("synth", "vis"): ("seqformer.tools.synth_vis", "generate a synthetic YouTube-VIS-format dataset"),
     ("synth", "ava"): ("seqformer.tools.synth_ava", "generate a synthetic AVA-format dataset"),
     ("split", "vis"): ("seqformer.tools.split_vis", "deterministic held-out split of a YouTube-VIS train set"),

@@ -13,7 +13,7 @@ them, so peak memory depends on ``clip_len``, not on the video length.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -97,7 +97,9 @@ class LongVideoLinker:
             for f in [f for f in track.pending if f < finalise_before]:
                 self._finalise(track, f)
 
-    def results(self, video_id: int, video_name: str, length: int, topk: int, null_score: float) -> list[dict]:
+    def results(self, video_id: int, video_name: str, length: int, topk: int, null_score: float,
+                track_ids: bool = False) -> list[dict]:
+        """Results-json entries; with ``track_ids`` each carries ``"track"``: the index of its linked track."""
         if not self.tracks:
             return []
         for track in self.tracks:
@@ -120,7 +122,22 @@ class LongVideoLinker:
                 score = float(scores[ti, cls])
                 out.append({"video_id": video_id, "video_name": video_name, "score": score, "category_id": int(cls),
                             "segmentations": [None] * length if score < null_score else segs})
+                if track_ids:
+                    out[-1]["track"] = ti
         return out
+
+
+def window_candidates(model, clip: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sigmoid scores ``[n, K]`` and stride-4 mask logits ``[n, T, h, w]`` of the queries of the top-``topk``
+    (query, class) pairs of one normalised clip ``[T,3,h,w]``."""
+    heads = model.detr.forward_heads(clip_batch_from_tensor(clip))
+    scores = heads.logits[-1][0].float().sigmoid().cpu()
+    num_classes = scores.shape[1]
+    _, flat = torch.topk(scores.flatten(), k=min(topk, scores.numel()))
+    queries = torch.tensor(list(dict.fromkeys((flat // num_classes).tolist())), dtype=torch.long)
+    sizes = torch.tensor([clip.shape[-2:]], device=clip.device)
+    masks = model.render_masks(heads, len(heads.logits) - 1, [queries.to(clip.device)], sizes)[0].float().cpu()
+    return scores[queries], masks
 
 
 @torch.no_grad()
@@ -132,15 +149,52 @@ def predict_long_video(model, load_clip: Callable[[range], tuple[torch.Tensor, t
     linker: LongVideoLinker | None = None
     for i, start in enumerate(starts):
         clip, orig_size = load_clip(range(start, min(start + clip_len, length)))
-        heads = model.detr.forward_heads(clip_batch_from_tensor(clip))
-        scores = heads.logits[-1][0].sigmoid().cpu()
-        num_classes = scores.shape[1]
-        linker = linker or LongVideoLinker(orig_size, num_classes, mask_threshold)
-        _, flat = torch.topk(scores.flatten(), k=min(topk, scores.numel()))
-        queries = torch.tensor(list(dict.fromkeys((flat // num_classes).tolist())), dtype=torch.long)
-        sizes = torch.tensor([clip.shape[-2:]], device=clip.device)
-        masks = model.render_masks(heads, len(heads.logits) - 1, [queries.to(clip.device)], sizes)[0].cpu()
+        scores, masks = window_candidates(model, clip, topk)
+        linker = linker or LongVideoLinker(orig_size, scores.shape[1], mask_threshold)
         next_start = starts[i + 1] if i + 1 < len(starts) else length
-        linker.add_window(start, scores[queries], masks, finalise_before=next_start)
+        linker.add_window(start, scores, masks, finalise_before=next_start)
     assert linker is not None
     return linker.results(video_id, video_name, length, topk, null_score)
+
+
+@torch.no_grad()
+def predict_frame_stream(model, frames: Iterable[torch.Tensor], orig_size: tuple[int, int], video_id: int,
+                         video_name: str, clip_len: int, overlap: int, topk: int = 10, mask_threshold: float = 0.5,
+                         null_score: float = 0.001, track_ids: bool = False) -> tuple[list[dict], int]:
+    """:func:`predict_long_video` over frames that arrive one at a time (normalised ``[3,h,w]`` on the
+    model's device), for inputs whose length is known only at the end (a decoding video).
+
+    The windows are exactly :func:`window_starts`'s: a window is run once the frame after it has
+    arrived (so it is not the last one), and the last window is aligned to the end when the stream
+    stops.  The last window can start anywhere after the one before it, so frames are kept from one past
+    the previous window's start (at most ``clip_len + step`` frames) and a window finalises (RLE-encodes)
+    only its own first frame: later frames stay open for averaging with the next window, whose start is
+    not known yet.  Finalising later changes nothing (only frames of the next window are averaged).
+    Returns the results and the frame count.
+    """
+    step = max(clip_len - overlap, 1)
+    buffer: dict[int, torch.Tensor] = {}
+    linker: LongVideoLinker | None = None
+    start, length = 0, 0
+
+    def run(window_start: int, next_start: int) -> None:
+        nonlocal linker
+        clip = torch.stack([buffer[f] for f in range(window_start, min(window_start + clip_len, length))])
+        scores, masks = window_candidates(model, clip, topk)
+        linker = linker or LongVideoLinker(orig_size, scores.shape[1], mask_threshold)
+        linker.add_window(window_start, scores, masks, finalise_before=next_start)
+
+    for frame in frames:
+        buffer[length] = frame
+        length += 1
+        if length == start + clip_len + 1:  # a frame after window `start`: it is not the last window
+            run(start, start + 1)
+            for f in [f for f in buffer if f <= start]:
+                del buffer[f]
+            start += step
+    if length == 0:
+        return [], 0
+    last = max(0, length - clip_len)
+    run(last, length)
+    assert linker is not None
+    return linker.results(video_id, video_name, length, topk, null_score, track_ids), length

@@ -73,4 +73,6 @@ def run(args: argparse.Namespace) -> int:
     save_config(cfg, out / "config.yaml")
     print(f"done in {time.time() - t_start:.0f} s: frame-mAP@0.5 {result['mAP']:.3f}; wrote {det_path}, "
           f"{out / 'metrics.json'}, {out / 'per_class_ap.png'}, {out / 'training_curves.png'}")
+    from seqformer.inference.video_ava import render_held_out  # `seqformer infer ava` on one held-out video
+    render_held_out(model, cfg, trainer.device, out / "infer")
     return 0

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     save_config(cfg, out / "config.yaml")
     print(f"done in {time.time() - t_start:.0f} s: AP {stats['AP']:.3f}, AP50 {stats['AP50']:.3f}; "
           f"wrote {results_path}, {out / 'metrics.json'}, {', '.join(map(str, gifs))}, {out / 'training_curves.png'}")
+    from seqformer.inference.video_vis import render_held_out  # `seqformer infer vis` on one held-out video
+    render_held_out(model, cfg, trainer.device, img_dir / Path(videos[0]["file_names"][0]).parent, out / "infer")
     return 0
 
 
