@@ -30,7 +30,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from seqformer.data.ava_format import read_ava_frame, read_exclusions, read_labelmap
+from seqformer.data.ava_format import AvaFormatError, read_ava_frame, read_exclusions, read_labelmap
+from seqformer.evaluation.ava_notes import ava_input_notes
 
 MAX_DETECTIONS_PER_KEYFRAME = 50
 IOU_THRESHOLD = 0.5
@@ -39,7 +40,10 @@ IOU_THRESHOLD = 0.5
 def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
                  detections: str | os.PathLike, exclusions: str | os.PathLike | None = None,
                  ignore_keyframes_without_gt: bool = False) -> dict:
-    """Return ``{"mAP": float, "per_class": {class name: AP}}``.
+    """Return ``{"mAP": float, "per_class": {class name: AP}, "notes": [str]}``.
+
+    ``notes`` says, one line each with counts, which rows the official rules silently dropped or
+    re-scored (:mod:`seqformer.evaluation.ava_notes`); the numbers are the official ones.
 
     ``per_class`` lists every label-map class in id order, NaN for classes without ground truth
     (as the official script prints them); ``mAP`` is the mean over the other classes.
@@ -51,13 +55,14 @@ def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
     categories = read_labelmap(labelmap)
     class_ids = np.array([class_id for class_id, _ in categories], dtype=np.int64)
     if class_ids.min() < 1:
-        raise ValueError(f"{labelmap}: class ids must be >= 1 (official evaluator requirement)")
+        raise AvaFormatError(f"{labelmap}: class ids must be >= 1 (official evaluator requirement)")
     num_classes = int(class_ids.max())
     whitelist = np.zeros(num_classes + 1, dtype=bool)
     whitelist[class_ids] = True
 
     gt_frame = read_ava_frame(groundtruth, "gt")
     det_frame = read_ava_frame(detections, "det")
+    notes = ava_input_notes(groundtruth, detections, labelmap, gt_frame, det_frame, whitelist)
     keys = _KeyframeIndex(gt_frame, det_frame)
     excluded = keys.encode_pairs(read_exclusions(exclusions)) if exclusions else np.zeros(0, np.int64)
     gt = _rows(gt_frame, keys.gt_keys, whitelist, excluded, default_score=1.0)
@@ -76,7 +81,7 @@ def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no class has ground truth
         mean_ap = float(np.nanmean(ap[1:]))
-    return {"mAP": mean_ap, "per_class": per_class}
+    return {"mAP": mean_ap, "per_class": per_class, "notes": notes}
 
 
 class _KeyframeIndex:

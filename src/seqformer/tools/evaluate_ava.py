@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 DEFAULT_PLOT = "ava_per_class_ap.png"
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_ava(args.labelmap, args.groundtruth, args.detections, args.exclusions,
                           ignore_keyframes_without_gt=args.ignore_keyframes_without_gt)
+    for note in result.get("notes", []):
+        print(f"warning: {note}", file=sys.stderr)
     print(format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
