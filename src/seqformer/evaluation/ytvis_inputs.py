@@ -198,6 +198,7 @@ class GroundTruth:
         self.ann_crowd: list[bool] = []
         self.ann_avg_area: list[float] = []
         self.ann_rles: list[list[dict | None]] = []
+        self.null_mismatch = {"bboxes": 0, "areas": 0}  # frames whose null-ness differs from the segmentation's
         seen: set[object] = set()
         categories = set(self.category_ids)
         for i, ann in enumerate(data["annotations"]):
@@ -271,6 +272,10 @@ class GroundTruth:
                 rles.append(frame_to_rle(seg, height, width))
             except (RLEFormatError, TypeError, ValueError) as err:
                 raise YTVISEvalError(f"{where} frame {t}: {err}") from err
+        for key in self.null_mismatch:
+            values = ann.get(key)
+            if isinstance(values, list) and len(values) == len(rles):
+                self.null_mismatch[key] += sum((v is None) != (r is None) for v, r in zip(values, rles))
         areas = ann.get("areas")
         if areas is None:
             present = [r for r in rles if r is not None]
