@@ -3,7 +3,8 @@
 ``log.jsonl`` holds one object per line with ``"type": "iter"`` (every ``train.log_every``
 iterations: epoch, iter, step, loss terms, lr) or ``"type": "epoch"`` (mean train losses,
 learning rates, validation metrics, wall time).  Only rank 0 writes; the file is appended to, so
-a resumed run continues the same log (the plot keeps the last record of a repeated step).
+a resumed run continues the same log, after :func:`truncate_log` has cut it back to the checkpoint's
+epoch (an interrupted epoch's iterations would otherwise appear twice).
 """
 from __future__ import annotations
 
