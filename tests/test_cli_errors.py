@@ -246,6 +246,11 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str]]] = {
     "pvis_annotations_no_videos": (lambda c: c.predict_vis(annotations=c.write("v.json", "{}")), ["v.json", "videos"]),
     "pvis_out_is_dir": (lambda c: c.predict_vis(None, None, str(c.tmp)), ["--out", "directory"]),
     "pvis_out_under_file": (lambda c: c.predict_vis(None, None, c.write("f.txt", "x") + "/r.json"), ["--out", "f.txt"]),
+    # the output path is checked first: with a missing --weights too, the error is about --out
+    "pvis_out_checked_before_work": (lambda c: c.predict_vis(str(c.tmp / "none.pth"), None, str(c.tmp)),
+                                     ["--out", "directory"]),
+    "pava_out_checked_before_work": (lambda c: c.predict_ava(str(c.tmp / "none.pth"), str(c.tmp)),
+                                     ["--out", "directory"]),
     "pvis_config_missing": (lambda c: ["predict", "vis", "--config", "none.yaml", "--weights", "w", "--images", "i",
                                        "--annotations", "a"], ["none.yaml"]),
     # ---- predict ava
