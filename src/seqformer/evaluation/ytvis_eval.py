@@ -60,6 +60,7 @@ from seqformer.evaluation.ytvis_matching import (
     outside_area_ranges,
     summarize,
 )
+from seqformer.evaluation.ytvis_notes import warn_about_inputs
 
 __all__ = ["YTVISEvalError", "default_workers", "evaluate_ytvis", "format_ytvis_table"]
 logger = logging.getLogger(__name__)
@@ -91,27 +92,9 @@ def evaluate_ytvis(groundtruth: str | Path | dict, results: str | Path | list,
             logger.warning("%d result(s) in %s have a category_id absent from the groundtruth categories "
                            "and are not evaluated (as in the official evaluator)", skipped, results_name)
         merged = _merge(parts)
-        _warn_about_inputs(gt, merged, results_name)
+        warn_about_inputs(gt, merged.scores, merged.skipped_unknown_category, results_name)
         precision, recall = _evaluate(gt, merged)
     return summarize(precision, recall)
-
-
-def _warn_about_inputs(gt: GroundTruth, dets: _DetectionPart, results_name: str) -> None:
-    """One line per input the official evaluator accepts silently but a user should hear about."""
-    if not gt.ann_ids:
-        logger.warning("groundtruth %s has no annotations: every number is -1", gt.name)
-    if len(dets.scores) == 0 and dets.skipped_unknown_category == 0:
-        logger.warning("results %s is empty: AP and AR are 0 where the groundtruth has instances", results_name)
-    infinite = int(np.isinf(dets.scores).sum())
-    if infinite:
-        logger.warning("%d result(s) in %s have score Infinity or -Infinity; they are ranked as such "
-                       "(as in the official evaluator)", infinite, results_name)
-    for key, count in gt.null_mismatch.items():
-        if count:
-            effect = "the segmentations are what is matched" if key == "bboxes" else \
-                "the area ranges average the non-null areas (official)"
-            logger.warning("groundtruth %s: %d annotation frame(s) have '%s' null where the segmentation is "
-                           "present or the other way round; %s", gt.name, count, key, effect)
 
 
 @dataclass
