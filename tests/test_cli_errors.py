@@ -269,6 +269,11 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str]]] = {
     "split_overwrite_input": (lambda c: ["split", "vis", "--annotations", str(c.vis["train_ann"]), "--out-dir",
                                          str(Path(c.vis["train_ann"]).parent), "--train-name",
                                          Path(c.vis["train_ann"]).name], ["--out-dir", "overwrite"]),
+    # ---- prepare ava
+    "prep_videos_missing": (lambda c: ["prepare", "ava", "--videos", str(c.tmp / "novids"), "--out", str(c.tmp / "o")],
+                            ["novids", "no such file"]),
+    "prep_frame_pattern": (lambda c: ["prepare", "ava", "--videos", str(c.tmp), "--out", str(c.tmp / "o"),
+                                      "--frame-pattern", "img_{frame:05d}.jpg"], ["--frame-pattern"]),
     # ---- synth
     "synth_ava_small_frames": (lambda c: ["synth", "ava", "--out", str(c.tmp / "s"), "--height", "8", "--width", "8"],
                                ["--height", "--width"]),
@@ -320,7 +325,7 @@ def test_bad_input_ends_in_one_error_line(name, valid_inputs, tmp_path, capsys, 
 def test_table_covers_every_command():
     prefixes = {name.split("_")[0] for name in CASES}
     assert len(CASES) >= 60
-    assert prefixes == {"evis", "eava", "ejhmdb", "train", "pvis", "pava", "split", "synth"}
+    assert prefixes == {"evis", "eava", "ejhmdb", "train", "pvis", "pava", "split", "synth", "prep"}
 
 
 def test_debug_flag_shows_the_traceback(valid_inputs, tmp_path, capsys, monkeypatch):
