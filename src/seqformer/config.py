@@ -116,8 +116,8 @@ class DataConfig:
     ava_labelmap: str = "data/ava/annotations/ava_action_list_v2.2.pbtxt"  # training classes (80 for AVA)
     ava_eval_labelmap: str | None = None  # evaluated classes (the 60-class list for AVA); None = ava_labelmap
     ava_exclusions: str | None = "data/ava/annotations/ava_val_excluded_timestamps_v2.2.csv"
-    ava_fps: int = 30
-    ava_start_second: int = 900  # first extracted second; keyframe S -> frame (S - start) * fps
+    ava_fps: float = 30  # frame rate of the extracted timeline (fractional allowed, as prepare ava --fps)
+    ava_start_second: float = 900  # first extracted second (fractional allowed, as prepare ava --start-second); keyframe S -> frame (S - start) * fps
     frame_sample_rate: int = 2
     ava_train_short_side: list[int] = field(default_factory=lambda: [256, 320])
     ava_crop_size: int = 256
@@ -168,6 +168,10 @@ class Config:
 
 class ConfigError(SeqFormerError, ValueError):
     pass
+
+
+# Backbones built from scratch by design: a model.backbone_weights file would be silently ignored.
+BACKBONES_WITHOUT_WEIGHTS = ("tiny",)
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -264,7 +268,12 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, raw = item.split("=", 1)
         parts = _resolve_key(cfg, key.strip())
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            reason = " ".join(str(getattr(e, "problem", None) or e).split())
+            raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML ({reason}); "
+                              "quote strings and lists in the shell, e.g. 'optim.lr_drop=[8,11]'") from None
         nested: dict[str, Any] = {parts[-1]: value}
         for p in reversed(parts[:-1]):
             nested = {p: nested}
@@ -300,5 +309,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError("num_frames, num_queries and num_classes must be positive")
     if cfg.loss.box_cost not in ("l1", "l2"):
         raise ConfigError("loss.box_cost must be 'l1' or 'l2'")
-    if not math.isfinite(cfg.optim.lr) or cfg.optim.lr < 0:
-        raise ConfigError("optim.lr must be a non-negative number")
+    for name in ("lr", "lr_backbone", "lr_linear_proj_mult", "weight_decay", "clip_max_norm"):
+        value = getattr(cfg.optim, name)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"optim.{name} must be a non-negative number, got {value}")
+    if cfg.optim.batch_size < 1 or cfg.optim.epochs < 0:
+        raise ConfigError(f"optim.batch_size must be >= 1 and optim.epochs >= 0, got {cfg.optim.batch_size} "
+                          f"and {cfg.optim.epochs}")
+    if m.backbone_weights and m.backbone.lower() in BACKBONES_WITHOUT_WEIGHTS:
+        raise ConfigError(f"model.backbone_weights={m.backbone_weights} cannot be used with model.backbone="
+                          f"{m.backbone} (it has no pretrained weights); set model.backbone_weights=null")
+    if not math.isfinite(cfg.data.ava_start_second) or not math.isfinite(cfg.data.ava_fps) or cfg.data.ava_fps <= 0:
+        raise ConfigError(f"data.ava_fps must be positive and data.ava_start_second finite, got "
+                          f"{cfg.data.ava_fps} and {cfg.data.ava_start_second}")

@@ -9,6 +9,16 @@ Subclasses also derive from the built-in class they used to be (``ValueError``,
 """
 from __future__ import annotations
 
+import sys
+
 
 class SeqFormerError(Exception):
     """Bad input or an unmet precondition that the user can fix; the message says what and where."""
+
+
+def warn(message: str) -> None:
+    """Say once, on stderr, what was accepted but changes the result (``warning: <message>``).
+
+    For counted skips and silently-official behaviour: the message carries the count and the file.
+    """
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -49,12 +49,29 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU; any failure becomes a :class:`CheckpointError`."""
     path = Path(path)
     _require_file(path, what)
+    _require_torch_magic(path, what)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):  # the original main.py stores its args
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many unrelated types for truncated or foreign files
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or wrong format?): "
                               f"{_first_line(exc)}") from None
+
+
+def _require_torch_magic(path: Path, what: str) -> None:
+    """A PyTorch file is a zip archive (``torch.save`` since 1.6) or a legacy pickle (protocol >= 2, byte
+    0x80); anything else (a text file, an HTML error page saved as .pth) gets a message saying so
+    instead of the unpickler's ``KeyError: 101``."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return
+    if not head:
+        raise CheckpointError(f"{path}: empty file, expected a {what}")
+    text = head.decode("utf-8", "replace")
+    kind = "a text file" if text.isprintable() or text.strip().isprintable() else "an unknown binary format"
+    raise CheckpointError(f"{path}: not a PyTorch {what} (it starts with {head[:10]!r}: {kind}); "
+                          f"expected a file written by torch.save")
 
 
 def load_numpy_pickle(path: str | Path, what: str = "caffe2 blob pickle") -> Any:

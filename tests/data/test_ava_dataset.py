@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from seqformer.cli import main as cli_main
+from seqformer.config import ConfigError
 from seqformer.data.ava_dataset import AVADataset, build_ava_dataset, clip_frame_indices
 from seqformer.data.ava_format import AvaFormatError
 from seqformer.data.ava_synth import (
@@ -86,17 +87,18 @@ def test_keyframe_to_frames_with_custom_fps_start_pattern(tmp_path):
     pattern = "clips/{video_id}/img_{frame:04d}.jpg"
     _grey_frames(tmp_path / "frames", "vidA", 35, pattern, first=0)  # 0-based numbering, 35 frames @ 10 fps
     write_gt_csv(tmp_path / "gt.csv", [("vidA", s, 0.1, 0.1, 0.5, 0.5, 1, 0) for s in (14, 11, 13)])
-    ds = AVADataset(tmp_path / "gt.csv", _labels(tmp_path / "l.pbtxt"), split="val", frames_root=tmp_path / "frames",
-                    frame_pattern=pattern, first_frame_number=0, num_frames=6, frame_sample_rate=3, fps=10,
-                    start_second=10, val_short_side=24)
+    options = dict(split="val", frames_root=tmp_path / "frames", frame_pattern=pattern, first_frame_number=0,
+                   num_frames=6, frame_sample_rate=3, fps=10, start_second=10, val_short_side=24)
+    with pytest.raises(ConfigError, match=r"1 of 3 keyframes .* vidA,14 -> frame 40 of 35"):  # checked when built
+        AVADataset(tmp_path / "gt.csv", _labels(tmp_path / "l.pbtxt"), **options)
+    ds = AVADataset(tmp_path / "gt.csv", _labels(tmp_path / "l.pbtxt"), skip_corrupt_frames=True, **options)
     assert [ds.key(i) for i in range(len(ds))] == [("vidA", 11), ("vidA", 13), ("vidA", 14)]
     frames, target = ds[0]  # second 11 -> frame 10; offsets (-3..2)*3
     np.testing.assert_allclose(_clip_levels(frames), 3 * np.array([1, 4, 7, 10, 13, 16]), atol=2.5)
     assert int(target["key_frame"]) == 3
     frames, _ = ds[1]  # second 13 -> frame 30; the last frame (34) is repeated
     np.testing.assert_allclose(_clip_levels(frames), 3 * np.array([21, 24, 27, 30, 33, 34]), atol=2.5)
-    with pytest.raises(FrameReadError, match="is frame 40 .* has 35 frames"):
-        ds[2]  # second 14 -> frame 40: the keyframe itself is missing
+    assert ds[2] is None and ds.skip_counts()["skipped_samples"] == 1  # second 14 -> frame 40: skipped, counted
 
 
 def _box_frames(hw, box, t=3):

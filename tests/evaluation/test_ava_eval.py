@@ -86,7 +86,7 @@ def test_unknown_protocol_is_an_input_error(tmp_path):
 
 
 def test_inverted_ground_truth_box_is_an_error_naming_its_line(tmp_path):
-    with pytest.raises(AvaFormatError, match=r"gt\.csv:2: box with x1 > x2 or y1 > y2"):
+    with pytest.raises(AvaFormatError, match=r"gt\.csv:2: .*x1 > x2"):
         _evaluate(tmp_path, [f"v,0902,{FULL},1", "v,0903,0.6,0.0,0.4,1.0,1"], [f"v,0902,{FULL},1,0.9"])
 
 

@@ -45,11 +45,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from seqformer.config import ConfigError
 from seqformer.data.ava_format import read_ava_csv, read_exclusions, read_labelmap
 from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
 from seqformer.data.collate import keep_large_allocations_in_worker_heap
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, read_frames_index
+from seqformer.errors import warn
 
 logger = logging.getLogger(__name__)
 _BOX_KEYS = ["video_id", "second", "x1", "y1", "x2", "y2", "person_id"]
@@ -88,7 +90,7 @@ class AVADataset(Dataset):
         column = {class_id: j for j, class_id in enumerate(self.class_ids)}
         for pair in flip_pairs:
             if len(pair) != 2 or any(c not in column for c in pair):
-                raise ValueError(f"flip pair {list(pair)} must name two class ids of {labelmap}")
+                raise ConfigError(f"data.ava_flip_pairs: flip pair {list(pair)} must name two class ids of {labelmap}")
             a, b = column[pair[0]], column[pair[1]]
             self.flip_permutation[a], self.flip_permutation[b] = b, a
         if video_dir is not None:
@@ -100,13 +102,46 @@ class AVADataset(Dataset):
         self.stats: dict[str, int] = {}
         self._build_index(read_ava_csv(csv_path, "gt"), excluded, extra)
         self._skipped_samples, self._replaced_frames = SharedCounter(), SharedCounter()
+        if self.stats["rows_outside_labelmap"]:
+            warn(f"{csv_path}: {self.stats['rows_outside_labelmap']} of {self.stats['rows']} rows have an action id "
+                 f"outside {labelmap} and are ignored ({self.stats['boxes_without_labels']} boxes left without "
+                 f"any action are dropped)")
+        self._check_keyframes_in_range(csv_path)
+
+    def _check_keyframes_in_range(self, csv_path) -> None:
+        """Every keyframe must map onto an extracted frame: checked once, all reported at once.
+
+        A wrong ``start_second``/``fps`` otherwise surfaces one keyframe at a time inside the first
+        epoch.  Videos without frames are left to the reader, whose error names the missing file.  With ``skip_corrupt_frames`` the keyframes stay in the index (their samples are
+        skipped and counted when read) and a warning gives the count.
+        """
+        problems: list[str] = []
+        for video_index, video_id in enumerate(self.video_ids):
+            seconds = self._key_second[self._key_video == video_index]
+            try:
+                num_frames = self.source.info(video_id).num_frames
+            except FrameReadError:  # a missing video is reported, naming its files, when it is read
+                continue
+            frames = np.rint((seconds - self.start_second) * self.fps).astype(np.int64)
+            problems += [f"{video_id},{int(s)} -> frame {int(k)} of {num_frames}"
+                         for s, k in zip(seconds, frames) if not 0 <= k < num_frames]
+        if not problems:
+            return
+        message = (f"{csv_path}: {len(problems)} of {len(self)} keyframes fall outside the extracted frames "
+                   f"(frame = (second - data.ava_start_second={self.start_second:g}) * data.ava_fps={self.fps:g}); "
+                   f"first: {'; '.join(problems[:3])}")
+        if self.skip_corrupt_frames:
+            warn(message + "; data.skip_corrupt_frames=true: these samples will be skipped and counted")
+            return
+        raise ConfigError(message + "; fix data.ava_start_second / data.ava_fps (see frames_index.json) or set "
+                                    "data.skip_corrupt_frames=true to skip them")
 
     def _jpeg_source(self, root: Path, pattern: str, first_frame_number: int) -> JpegFrameSource:
         index = read_frames_index(root)
         if index is None:
             return JpegFrameSource(root, pattern, first_frame_number)
         if abs(index.fps - self.fps) > 1e-6 or abs(index.start_second - self.start_second) > 1e-6:
-            raise ValueError(
+            raise ConfigError(
                 f"{root}/frames_index.json says the frames are at {index.fps:g} fps from second "
                 f"{index.start_second:g}, but the dataset was given fps={self.fps:g}, start_second="
                 f"{self.start_second:g}; set data.ava_fps={index.fps:g} data.ava_start_second={index.start_second:g}")

@@ -15,9 +15,9 @@ Formats (https://research.google.com/ava/download.html), as read by ActivityNet'
 
 Coordinates are normalised to [0, 1]. The official reader accepts any float; we raise on coordinates
 outside [-COORD_TOLERANCE, 1 + COORD_TOLERANCE] (almost always pixel coordinates written by mistake,
-which the official script would silently score as ~0 AP) and on non-finite values. Nothing is ever
-clamped or dropped: a file either loads completely or raises :class:`AvaFormatError` naming the file
-and the 1-based line.
+which the official script would silently score as ~0 AP), on non-finite values and on ground-truth
+boxes with x1 > x2 or y1 > y2. Nothing is ever clamped or dropped: a file either loads completely or
+raises :class:`AvaFormatError` naming the file and the 1-based line.
 
 Parsing uses the pandas C engine (the 15M-row detection file of a full validation run must load in
 seconds); only when it rejects a file do we re-read it line by line with :mod:`csv` to name the
@@ -69,9 +69,11 @@ def read_labelmap(path: str | os.PathLike) -> list[tuple[int, str]]:
 
     Like the official reader, an entry is emitted at each ``id:``/``label_id:`` line with the most
     recent ``name:``; unlike it, indentation is not significant and an id without a preceding name,
-    or an id that is not an integer, is an error rather than a silent empty name / crash.
+    an id that is not an integer, or an id listed twice (the official index would silently keep the
+    later name) is an error rather than a silent empty name / crash / replacement.
     """
     entries: list[tuple[int, str]] = []
+    first_line: dict[int, int] = {}
     name: str | None = None
     with open(path, encoding="utf-8") as f:
         for line_no, raw in enumerate(f, start=1):
@@ -89,6 +91,10 @@ def read_labelmap(path: str | os.PathLike) -> list[tuple[int, str]]:
                     raise AvaFormatError(f"{path}:{line_no}: class id {value!r} is not an integer") from None
                 if name is None:
                     raise AvaFormatError(f"{path}:{line_no}: id {class_id} has no preceding name:")
+                if class_id in first_line:
+                    raise AvaFormatError(f"{path}:{line_no}: duplicate class id {class_id} (first at line "
+                                         f"{first_line[class_id]}); each id must name one class")
+                first_line[class_id] = line_no
                 entries.append((class_id, name))
                 name = None
     if not entries:
@@ -211,6 +217,16 @@ def _check_values(path, kind: str, frame: pd.DataFrame) -> None:
     if kind == "gt":
         present = ~np.isnan(last)
         fail(present & (last != np.round(last)), "person id is not an integer")
+        _check_gt_box_order(fail, coords)
+
+
+def _check_gt_box_order(fail, coords: list[np.ndarray]) -> None:
+    """Ground truth with x1 > x2 or y1 > y2 is an error (issue 13): the official evaluator crashes
+    on it and training would learn the inverted box.  Detections keep the official behaviour (boxes
+    with x1 >= x2 or y1 >= y2 are dropped when scored, and counted by the evaluator)."""
+    x1, y1, x2, y2 = coords
+    fail(x1 > x2, "x1 > x2 (columns 3 and 5); expected video_id,second,x1,y1,x2,y2,...")
+    fail(y1 > y2, "y1 > y2 (columns 4 and 6); expected video_id,second,x1,y1,x2,y2,...")
 
 
 def _key_only_lines_have_two_fields(path, key_only: np.ndarray) -> bool:

@@ -29,12 +29,14 @@ import yaml
 from PIL import Image
 
 from seqformer.data.video_reader import FramesIndex, VideoInfo, write_frames_index
+from seqformer.errors import SeqFormerError
 
 # (action id, name); ids deliberately not 1..K.
 ACTIONS: list[tuple[int, str]] = [(1, "walk left"), (2, "walk right"), (3, "jump"),
                                   (5, "spin"), (8, "pulse"), (9, "stand still")]
 WALK_LEFT, WALK_RIGHT, JUMP, SPIN, PULSE, STAND = (a for a, _ in ACTIONS)
 FRAME_PATTERN = "{video_id}/{video_id}_{frame:06d}.jpg"
+MIN_SYNTH_SIDE = 20  # the background's blobs are drawn with sizes in [4, side // 4)
 
 
 @dataclass
@@ -71,12 +73,10 @@ class _Actor:
 
 def generate_synth_ava(out_dir: str | Path, cfg: SynthAvaConfig = SynthAvaConfig()) -> dict[str, Path]:
     """Write the dataset under ``out_dir``; returns the paths of the files written."""
+    check_synth_ava_config(cfg)  # before anything is written: no half-written dataset
     out = Path(out_dir)
     frames_root, ann = out / "frames", out / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
-    if cfg.seconds % cfg.segment_seconds or cfg.segment_seconds % 2:
-        raise ValueError("seconds must be a multiple of segment_seconds, which must be even "
-                         "(keyframes sit on whole seconds at segment centres)")
     videos: dict[str, VideoInfo] = {}
     rows: dict[str, list[tuple]] = {"train": [], "val": []}
     for split, count in (("train", cfg.num_train_videos), ("val", cfg.num_val_videos)):
@@ -104,6 +104,37 @@ def generate_synth_ava(out_dir: str | Path, cfg: SynthAvaConfig = SynthAvaConfig
     if cfg.write_videos:
         paths["videos"] = out / "videos"
     return paths
+
+
+class SynthConfigError(SeqFormerError, ValueError):
+    """Generator options that cannot produce a dataset; the message names the option (``--flag``)."""
+
+
+def check_synth_ava_config(cfg: SynthAvaConfig) -> None:
+    """Raise :class:`SynthConfigError` for options the generator cannot honour."""
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise SynthConfigError(f"synth ava: {message}")
+
+    require(cfg.segment_seconds > 0 and cfg.segment_seconds % 2 == 0 and cfg.seconds > 0
+            and cfg.seconds % cfg.segment_seconds == 0,
+            f"--seconds ({cfg.seconds}) must be a positive multiple of --segment-seconds ({cfg.segment_seconds}), "
+            "which must be even (keyframes sit on whole seconds at segment centres)")
+    require(cfg.num_train_videos >= 0 and cfg.num_val_videos >= 0 and cfg.num_train_videos + cfg.num_val_videos > 0,
+            "--num-train-videos and --num-val-videos must be >= 0, and not both 0")
+    require(cfg.fps >= 1, f"--fps must be >= 1, got {cfg.fps}")
+    require(1 <= cfg.min_actors <= cfg.max_actors, f"need 1 <= --min-actors ({cfg.min_actors}) <= --max-actors "
+                                                   f"({cfg.max_actors})")
+    require(0 <= cfg.action_prob <= 1 and 0 <= cfg.pulse_amplitude < 1 and cfg.jump_height >= 0,
+            "--action-prob must be in [0, 1], --pulse-amplitude in [0, 1) and --jump-height >= 0")
+    # The largest actor (0.4 x 0.3 of the height, grown by the pulse) must fit with room to move.
+    radius = 0.5 * math.hypot(round(cfg.height * 0.40), round(cfg.height * 0.30)) * (1 + cfg.pulse_amplitude)
+    min_height = max(MIN_SYNTH_SIDE, math.ceil((cfg.jump_height + 1) / (1 - (1 + cfg.pulse_amplitude) / 2)))
+    require(cfg.height >= min_height and cfg.width >= MIN_SYNTH_SIDE and cfg.width > 2 * radius + 1,
+            f"frames of {cfg.width}x{cfg.height} are too small for the actors: need --height >= {min_height} "
+            f"(with --jump-height {cfg.jump_height:g}, --pulse-amplitude {cfg.pulse_amplitude:g}) and --width >= "
+            f"max({MIN_SYNTH_SIDE}, {math.ceil(2 * radius + 1)})")
+    require(1 <= cfg.jpeg_quality <= 100, f"--jpeg-quality must be in [1, 100], got {cfg.jpeg_quality}")
 
 
 def write_gt_csv(path: str | Path, rows: list[tuple]) -> None:

@@ -11,6 +11,7 @@ start second and each video's frame count and resolution, so nothing has to be p
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -231,7 +232,7 @@ def find_videos(video_dir: str | Path) -> dict[str, Path]:
     """Map video id (file stem) -> path for every video file directly in ``video_dir``."""
     video_dir = Path(video_dir)
     if not video_dir.is_dir():
-        raise FileNotFoundError(f"video folder {video_dir} does not exist")
+        raise FileNotFoundError(errno.ENOENT, "video folder does not exist", str(video_dir))  # CLI: error: <dir>: ...
     paths: dict[str, Path] = {}
     for p in sorted(video_dir.iterdir()):
         if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file():

@@ -15,8 +15,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from seqformer.data.shared_counter import SharedCounter
-from seqformer.data.ytvis_format import YTVISAnnotations, YTVISFormatError, load_ytvis_json
+from seqformer.data.ytvis_format import YTVISAnnotations, YTVISFormatError, load_ytvis_json, null_mismatches
 from seqformer.data.ytvis_transforms import ClipTransform, ToTensorNormalize
+from seqformer.errors import warn
 
 
 def sample_clip_frames(ref: int, length: int, num_frames: int, rng: random.Random | None = None) -> list[int]:
@@ -115,6 +116,14 @@ class YTVISDataset(Dataset):
         self.img_dir = Path(img_dir)
         self.ann_file = str(ann_file)
         self.anns = load_ytvis_json(ann_file, img_dir if check_images else None)
+        if not self.anns.has_annotations:
+            raise YTVISFormatError(f"{ann_file}: no 'annotations' list; a training set needs annotations "
+                                   "(is this a valid/test file without ground truth?)")
+        mismatched = null_mismatches(self.anns.annotations)
+        if mismatched["bboxes"]:
+            warn(f"{ann_file}: {mismatched['bboxes']} annotation frame(s) have a null bbox where the segmentation "
+                 "is present or the other way round; training uses the bbox to decide whether the instance "
+                 "is visible in a frame")
         self.num_frames = num_frames
         self.transforms = transforms if transforms is not None else ToTensorNormalize()
         self.max_retries = max_retries

@@ -158,6 +158,18 @@ class YTVISAnnotations:
                     raise YTVISFormatError(f"{self.path}: video {video['id']}: missing image file {root / name}")
 
 
+def null_mismatches(annotations: list[dict]) -> dict[str, int]:
+    """Frames whose ``bboxes`` / ``areas`` entry is null where the segmentation is present, or the other
+    way round, per key (counted so that a reader can say so; the files are not wrong enough to refuse)."""
+    counts = {"bboxes": 0, "areas": 0}
+    for ann in annotations:
+        segs = ann["segmentations"]
+        for key in counts:
+            if isinstance(ann.get(key), list):
+                counts[key] += sum((v is None) != (s is None) for v, s in zip(ann[key], segs))
+    return counts
+
+
 def _require(cond: bool, where: str, msg: str) -> None:
     if not cond:
         raise YTVISFormatError(f"{where}: {msg}")

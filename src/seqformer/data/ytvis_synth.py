@@ -24,6 +24,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from seqformer.data.ytvis_format import encode_rle, save_ytvis_json
+from seqformer.errors import SeqFormerError
 
 SYNTH_CATEGORIES = [
     {"id": 1, "name": "disc", "supercategory": "shape"},
@@ -221,13 +222,17 @@ class SynthVisConfig:
     jpeg_quality: int = 92
 
 
+class SynthConfigError(SeqFormerError, ValueError):
+    """Generator options that cannot produce a dataset; the message names the ``--flag``."""
+
+
 def generate_synth_vis(out_dir: str | Path, cfg: SynthVisConfig | None = None) -> dict[str, Path]:
     """Write the dataset; returns the image folders and annotation files (keys ``train_images``,
     ``train_ann``, ``valid_images``, ``valid_ann``)."""
     cfg = cfg or SynthVisConfig()
     if cfg.num_frames < 1 or min(cfg.height, cfg.width) < 16 or cfg.max_objects < 1:
-        raise ValueError(f"need num_frames >= 1, size >= 16x16 and max_objects >= 1; got {cfg.num_frames}, "
-                         f"{cfg.height}x{cfg.width}, {cfg.max_objects}")
+        raise SynthConfigError(f"synth vis: need --num-frames >= 1, --height and --width >= 16 and --max-objects >= 1; "
+                               f"got {cfg.num_frames}, {cfg.height}x{cfg.width} (HxW), {cfg.max_objects}")
     out = Path(out_dir)
     paths = {}
     for split, n in (("train", cfg.num_train_videos), ("valid", cfg.num_val_videos)):

@@ -22,9 +22,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqformer.errors import SeqFormerError
 from seqformer.weight_files import CheckpointError, check_compatible, load_torch_file, read_state_dict
 
 FORMAT_VERSION = 1
+
+
+# Temporary files of _atomic_write: ".<name>.<random>.tmp" next to the target.
+STALE_TEMP_PATTERN = ".checkpoint*.pth.*.tmp"
+
+
+class CheckpointWriteError(SeqFormerError, OSError):
+    """A checkpoint could not be written (full disk, read-only folder...); earlier files are intact."""
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -36,10 +45,39 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, (OSError, RuntimeError)) and not isinstance(exc, SeqFormerError):
+            # torch.save reports a full disk as "RuntimeError: [enforce fail at inline_container.cc...]"
+            raise CheckpointWriteError(f"{path}: could not be written ({_write_failure_reason(exc, path.parent)}); "
+                                       "the previous checkpoints are intact") from exc
         raise
+
+
+def _write_failure_reason(exc: BaseException, folder: Path) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < 64 * 2**20:
+        return f"no space left on device: {free / 2**20:.1f} MiB free in {folder}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def remove_stale_temp_files(output_dir: str | Path) -> list[Path]:
+    """Delete temporary files that a save killed mid-write left in ``output_dir`` (ours only:
+    :data:`STALE_TEMP_PATTERN`, not recursive); returns what was removed.  Call it before any save
+    of this run has started: a concurrent save's temporary file matches the pattern too."""
+    removed = []
+    for tmp in sorted(Path(output_dir).glob(STALE_TEMP_PATTERN)):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

@@ -3,7 +3,8 @@
 ``log.jsonl`` holds one object per line with ``"type": "iter"`` (every ``train.log_every``
 iterations: epoch, iter, step, loss terms, lr) or ``"type": "epoch"`` (mean train losses,
 learning rates, validation metrics, wall time).  Only rank 0 writes; the file is appended to, so
-a resumed run continues the same log (the plot keeps the last record of a repeated step).
+a resumed run continues the same log, after :func:`truncate_log` has cut it back to the checkpoint's
+epoch (an interrupted epoch's iterations would otherwise appear twice).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class RunLogger:
     """Writes ``log.jsonl`` and TensorBoard events under ``output_dir``; a no-op when not ``enabled``."""
 
     def __init__(self, output_dir: str | Path, enabled: bool, tensorboard: bool = True,
-                 purge_step: int | None = None):
+                 purge_step: int | None = None, resume_epoch: int | None = None):
         self.enabled = enabled
         self._file = None
         self._tb = None
@@ -25,6 +26,8 @@ class RunLogger:
             return
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        if resume_epoch is not None:
+            truncate_log(output_dir / "log.jsonl", resume_epoch)
         self._file = open(output_dir / "log.jsonl", "a", buffering=1)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -64,6 +67,34 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def truncate_log(log_jsonl: str | Path, epoch: int) -> int:
+    """Drop the records of epochs >= ``epoch`` (and a half-written last line) from ``log_jsonl``.
+
+    A run resumed at ``epoch`` repeats those iterations; without this the log would hold them twice,
+    as the TensorBoard events would without ``purge_step``.  Returns the number of lines dropped;
+    the file is replaced atomically.
+    """
+    path = Path(log_jsonl)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+            stale = int(record.get("epoch", -1)) >= epoch or not line.endswith("\n")
+        except (ValueError, TypeError, AttributeError):
+            stale = not line.strip() or not line.endswith("\n")  # a line cut by a kill
+        if stale:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept))
+        tmp.replace(path)
+    return dropped
 
 
 def read_log(log_jsonl: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -120,9 +120,14 @@ class Trainer:
         n_iters = self.iters_per_epoch()
         if self.info.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            removed = ckpt_io.remove_stale_temp_files(self.output_dir)
+            if removed:
+                log.warning("removed %d temporary checkpoint file(s) left in %s by an interrupted save (%s)",
+                            len(removed), self.output_dir, ", ".join(p.name for p in removed))
             save_config(self.cfg, self.output_dir / "config.yaml")
         logger = RunLogger(self.output_dir, self.info.is_main,
-                           purge_step=self.start_epoch * n_iters if self.start_epoch else None)
+                           purge_step=self.start_epoch * n_iters if self.start_epoch else None,
+                           resume_epoch=self.start_epoch if self.start_epoch else None)
         record: dict[str, Any] = {}
         if self.start_epoch >= epochs:
             log.warning("start epoch %d >= optim.epochs %d: nothing to train", self.start_epoch, epochs)

@@ -46,6 +46,7 @@ from seqformer.evaluation.ava_protocols import (
     pairwise_iou,
     sorted_gt_groups,
 )
+from seqformer.evaluation.ava_notes import ava_input_notes
 
 MAX_DETECTIONS_PER_KEYFRAME = 50
 
@@ -54,6 +55,9 @@ def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
                  detections: str | os.PathLike, exclusions: str | os.PathLike | None = None,
                  protocol: str = "activitynet") -> dict:
     """Return ``{"mAP", "per_class": {class name: AP}, "protocol", "detections": counts}``.
+
+    ``notes``: one line each, with counts, for inputs the rules scored silently
+    (:mod:`seqformer.evaluation.ava_notes`); the numbers stay the reference's.
 
     ``per_class`` lists every label-map class in id order, NaN for classes the protocol leaves
     out of the mean (no ground truth; for ``mmaction2`` also no scored detection). ``detections``
@@ -72,6 +76,7 @@ def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
 
     gt_frame = read_ava_frame(groundtruth, "gt")
     det_frame = read_ava_frame(detections, "det")
+    notes = ava_input_notes(groundtruth, detections, labelmap, gt_frame, det_frame, whitelist)
     keys = _KeyframeIndex(gt_frame, det_frame)
     excluded = keys.encode_pairs(read_exclusions(exclusions)) if exclusions else np.zeros(0, np.int64)
     included = np.unique(keys.gt_keys[~np.isin(keys.gt_keys, excluded)])  # any GT row, any class
@@ -110,7 +115,7 @@ def evaluate_ava(labelmap: str | os.PathLike, groundtruth: str | os.PathLike,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no class is scored
         mean_ap = float(np.nanmean(ap[1:]))
-    return {"mAP": mean_ap, "per_class": per_class, "protocol": spec.name, "detections": counts}
+    return {"mAP": mean_ap, "per_class": per_class, "protocol": spec.name, "detections": counts, "notes": notes}
 
 
 class _KeyframeIndex:

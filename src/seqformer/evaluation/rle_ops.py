@@ -91,3 +91,71 @@ def exact_intersections(ratios: np.ndarray, det_areas: np.ndarray) -> np.ndarray
     0.5 for any frame smaller than 2**51 pixels, so rounding to the nearest integer gives ``I``.
     """
     return np.rint(ratios * det_areas).astype(np.int64)
+
+
+def check_compressed_counts(counts: Sequence[str | bytes], pixels: np.ndarray) -> tuple[int, str] | None:
+    """``(position, reason)`` of the first compressed RLE string that is not a valid mask, else None.
+
+    pycocotools decodes any string of the RLE alphabet without checking it: a corrupt string becomes
+    some mask (reading memory past the runs when they sum to less than the frame).  A valid string
+    decodes to non-negative runs summing to ``pixels[i]`` (height * width).  The strings are decoded
+    all at once with numpy (the same 6-bit, sign-extended, delta-from-run-3 code as
+    :func:`seqformer.data.ytvis_format.compressed_rle_counts`), so a results file with millions of
+    frames is checked in seconds.
+    """
+    if not len(counts):
+        return None
+    raw = [c.encode("ascii", "replace") if isinstance(c, str) else bytes(c) for c in counts]
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    chunk = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64) - 48
+    owner = np.repeat(np.arange(len(raw)), lengths)
+    bad = np.zeros(len(raw), dtype=bool)
+    reason = np.empty(len(raw), dtype=object)
+
+    def flag(mask: np.ndarray, why: str) -> None:
+        new = mask & ~bad
+        reason[new] = why
+        bad[:] |= mask
+
+    flag(lengths == 0, "empty compressed RLE string")
+    outside = (chunk < 0) | (chunk >= 64)
+    flag(np.bincount(owner[outside], minlength=len(raw)) > 0, "compressed RLE counts contain characters "
+                                                              "outside the RLE alphabet")
+    chunk = np.where(outside, 0, chunk)
+    last_of_string = np.cumsum(lengths) - 1
+    more = (chunk & 0x20) != 0
+    ends = ~more
+    ends[last_of_string[lengths > 0]] = True  # a string ending mid-value is flagged below
+    flag(np.bincount(owner[more & np.isin(np.arange(len(chunk)), last_of_string)], minlength=len(raw)) > 0,
+         "truncated compressed RLE string")
+    value_id = np.concatenate([[0], np.cumsum(ends)[:-1]])
+    value_start = np.flatnonzero(np.concatenate([[True], ends[:-1]]))
+    shift = np.arange(len(chunk)) - value_start[value_id]
+    flag(np.bincount(owner[shift > 11], minlength=len(raw)) > 0, "compressed RLE run too long")
+    shift = np.minimum(shift, 11)
+    value = np.zeros(len(value_start), dtype=np.int64)
+    np.add.at(value, value_id, (chunk & 0x1F) << (5 * shift))
+    last_chunk = chunk[ends]
+    negative = (last_chunk & 0x10) != 0
+    value[negative] -= np.left_shift(1, 5 * (shift[ends][negative] + 1))
+    # Runs from the third on are stored as the difference to the run two places earlier.
+    value_owner = owner[value_start]
+    first_value = np.searchsorted(value_owner, np.arange(len(raw)))
+    index = np.arange(len(value)) - first_value[value_owner]
+    group = value_owner * 3 + np.where(index == 0, 0, 1 + index % 2)
+    order = np.argsort(group, kind="stable")
+    sums = np.cumsum(value[order])
+    group_sorted = group[order]
+    group_first = np.searchsorted(group_sorted, group_sorted, side="left")
+    runs = np.empty_like(value)
+    runs[order] = sums - np.where(group_first > 0, sums[group_first - 1], 0)
+    flag(np.bincount(value_owner[runs < 0], minlength=len(raw)) > 0, "compressed RLE has negative run lengths")
+    total = np.bincount(value_owner, weights=runs.astype(np.float64), minlength=len(raw))
+    wrong_sum = np.rint(total).astype(np.int64) != np.asarray(pixels, dtype=np.int64)
+    for i in np.flatnonzero(wrong_sum & ~bad):
+        reason[i] = f"compressed RLE runs sum to {int(round(total[i]))} pixels, expected {int(pixels[i])}"
+    bad |= wrong_sum
+    if not bad.any():
+        return None
+    first = int(np.flatnonzero(bad)[0])
+    return first, str(reason[first])

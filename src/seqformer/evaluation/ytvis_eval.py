@@ -60,6 +60,7 @@ from seqformer.evaluation.ytvis_matching import (
     outside_area_ranges,
     summarize,
 )
+from seqformer.evaluation.ytvis_notes import warn_about_inputs
 
 __all__ = ["YTVISEvalError", "default_workers", "evaluate_ytvis", "format_ytvis_table"]
 logger = logging.getLogger(__name__)
@@ -90,7 +91,9 @@ def evaluate_ytvis(groundtruth: str | Path | dict, results: str | Path | list,
         if skipped:
             logger.warning("%d result(s) in %s have a category_id absent from the groundtruth categories "
                            "and are not evaluated (as in the official evaluator)", skipped, results_name)
-        precision, recall = _evaluate(gt, _merge(parts))
+        merged = _merge(parts)
+        warn_about_inputs(gt, merged.scores, merged.skipped_unknown_category, results_name)
+        precision, recall = _evaluate(gt, merged)
     return summarize(precision, recall)
 
 

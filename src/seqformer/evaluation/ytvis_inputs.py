@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from seqformer.errors import SeqFormerError
-from seqformer.evaluation.rle_ops import RLEFormatError, frame_to_rle, rle_areas
+from seqformer.evaluation.rle_ops import RLEFormatError, check_compressed_counts, frame_to_rle, rle_areas
 
 
 class YTVISEvalError(SeqFormerError, ValueError):
@@ -198,10 +198,12 @@ class GroundTruth:
         self.ann_crowd: list[bool] = []
         self.ann_avg_area: list[float] = []
         self.ann_rles: list[list[dict | None]] = []
+        self.null_mismatch = {"bboxes": 0, "areas": 0}  # frames whose null-ness differs from the segmentation's
         seen: set[object] = set()
         categories = set(self.category_ids)
         for i, ann in enumerate(data["annotations"]):
             self._add_annotation(ann, i, seen, categories)
+        self._check_run_lengths()
         self.ann_area_sum = self._mask_area_sums()
         self.video_position = {v: i for i, v in enumerate(self.video_ids)}
         self.category_position = {c: k for k, c in enumerate(self.category_ids)}
@@ -231,6 +233,8 @@ class GroundTruth:
             vid, height, width = video["id"], int(video["height"]), int(video["width"])
         except (TypeError, KeyError, ValueError) as err:
             raise YTVISEvalError(f"groundtruth {self.name}: videos[{index}] needs 'id', 'height', 'width'") from err
+        if not isinstance(vid, int) or isinstance(vid, bool):
+            raise YTVISEvalError(f"groundtruth {self.name}: videos[{index}]: video id must be an integer, got {vid!r}")
         if vid in self.video_size:
             raise YTVISEvalError(f"groundtruth {self.name}: duplicate video id {vid!r}")
         self.video_size[vid] = [height, width]
@@ -268,6 +272,10 @@ class GroundTruth:
                 rles.append(frame_to_rle(seg, height, width))
             except (RLEFormatError, TypeError, ValueError) as err:
                 raise YTVISEvalError(f"{where} frame {t}: {err}") from err
+        for key in self.null_mismatch:
+            values = ann.get(key)
+            if isinstance(values, list) and len(values) == len(rles):
+                self.null_mismatch[key] += sum((v is None) != (r is None) for v, r in zip(values, rles))
         areas = ann.get("areas")
         if areas is None:
             present = [r for r in rles if r is not None]
@@ -282,6 +290,17 @@ class GroundTruth:
         self.ann_crowd.append(bool(ann.get("iscrowd", 0)))
         self.ann_avg_area.append(float(np.array(nonzero, dtype=np.float64).mean()) if nonzero else 0.0)
         self.ann_rles.append(rles)
+
+    def _check_run_lengths(self) -> None:
+        """Compressed RLE strings must decode to runs covering the frame exactly (pycocotools does not check)."""
+        where = [(row, t) for row, rles in enumerate(self.ann_rles) for t, r in enumerate(rles) if r is not None]
+        sizes = [self.video_size[self.ann_video[row]] for row, _ in where]
+        problem = check_compressed_counts([self.ann_rles[row][t]["counts"] for row, t in where],
+                                          np.array([h * w for h, w in sizes], dtype=np.int64))
+        if problem is not None:
+            row, t = where[problem[0]]
+            raise YTVISEvalError(f"groundtruth {self.name}: annotation id {self.ann_ids[row]!r} "
+                                 f"(video {self.ann_video[row]!r}) frame {t}: {problem[1]}")
 
     def _mask_area_sums(self) -> np.ndarray:
         present = [r for rles in self.ann_rles for r in rles if r is not None]
@@ -346,6 +365,19 @@ class Detections:
         self.scores = np.array(scores, dtype=np.float64)
         self.frame_start = np.concatenate([[0], np.cumsum(frame_counts)]).astype(np.int64)
         self.frame_t_array = np.array(self.frame_t, dtype=np.int64)
+        self._check_run_lengths(name, gt)
+
+    def _check_run_lengths(self, name: str, gt: GroundTruth) -> None:
+        """Every frame's compressed RLE must decode to runs covering the frame exactly: pycocotools
+        scores a corrupt string as some mask without a word."""
+        owner = np.repeat(np.arange(len(self.video)), np.diff(self.frame_start))
+        pixels = np.array([h * w for h, w in (gt.video_size[v] for v in self.video)], dtype=np.int64)
+        problem = check_compressed_counts([f["counts"] for f in self.frames], pixels[owner])
+        if problem is not None:
+            frame, reason = problem
+            result = int(owner[frame])
+            raise ResultError(name, self.ids[result] - 1,
+                              f" (video {self.video[result]!r}) frame {self.frame_t[frame]}: {reason}")
 
     @staticmethod
     def _sizes_match(frames: list, size: list[int]) -> bool:

@@ -21,6 +21,7 @@ import torchvision.transforms as T
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from seqformer.data.ytvis_format import YTVISFormatError, validate_ytvis
 from seqformer.engine.distributed import rank_share
 from seqformer.errors import SeqFormerError
 from seqformer.inference.long_video import predict_long_video
@@ -39,26 +40,23 @@ class VideoEntry:
 
 
 def read_videos(annotations: str | Path) -> list[VideoEntry]:
-    """The ``videos`` of a YouTube-VIS-format json (annotations themselves are not needed)."""
+    """The ``videos`` of a YouTube-VIS-format json, validated by the same reader as training,
+    evaluation and splitting (:func:`seqformer.data.ytvis_format.validate_ytvis`): one file, one rule
+    (a repeated video id, a string id or a ``length`` that disagrees with ``file_names`` is an error)."""
     path = Path(annotations)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise VideoInputError(f"{path}: annotation file not found") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise VideoInputError(f"{path}: invalid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
         raise VideoInputError(f"{path}: no 'videos' list (is this a YouTube-VIS annotation file?)")
-    videos = []
-    for i, v in enumerate(data["videos"]):
-        if not isinstance(v, dict) or "id" not in v or not isinstance(v.get("file_names"), list) or not v["file_names"]:
-            raise VideoInputError(f"{path}: videos[{i}] needs 'id' and a non-empty 'file_names' list")
-        length = v.get("length", len(v["file_names"]))  # the original reads `length` frames
-        if not isinstance(length, int) or not 0 < length <= len(v["file_names"]):
-            raise VideoInputError(f"{path}: video {v['id']}: length {length!r} does not fit its "
-                                  f"{len(v['file_names'])} file_names")
-        videos.append(VideoEntry(int(v["id"]), [str(f) for f in v["file_names"][:length]]))
-    return videos
+    try:
+        validate_ytvis(data, path)
+    except YTVISFormatError as e:
+        raise VideoInputError(str(e)) from None
+    return [VideoEntry(v["id"], [str(f) for f in v["file_names"]]) for v in data["videos"]]
 
 
 def load_frames(image_dir: str | Path, video: VideoEntry, short_side: int = 360,

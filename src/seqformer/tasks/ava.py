@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqformer.config import Config
+from seqformer.config import Config, ConfigError
 from seqformer.data.ava_dataset import build_ava_dataset
 from seqformer.data.collate import collate_ava
 from seqformer.engine.distributed import gather_in_order
@@ -46,7 +46,7 @@ class AVATask:
     def build_dataset(self, cfg: Config, split: str) -> torch.utils.data.Dataset:
         dataset = build_ava_dataset(cfg, split)
         if len(dataset.class_ids) != cfg.model.num_classes:
-            raise ValueError(f"{cfg.data.ava_labelmap} has {len(dataset.class_ids)} classes but model.num_classes is "
+            raise ConfigError(f"{cfg.data.ava_labelmap} has {len(dataset.class_ids)} classes but model.num_classes is "
                              f"{cfg.model.num_classes}; set model.num_classes={len(dataset.class_ids)}")
         return dataset
 

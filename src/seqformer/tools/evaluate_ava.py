@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 DEFAULT_PLOT = "ava_per_class_ap.png"
@@ -52,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from seqformer.evaluation.ava_report import format_detection_counts, format_table, save_bar_chart
 
     result = evaluate_ava(args.labelmap, args.groundtruth, args.detections, args.exclusions, protocol=args.protocol)
+    for note in result.get("notes", []):
+        print(f"warning: {note}", file=sys.stderr)
     print(format_table(result))
     print(format_detection_counts(result))
     if args.json:

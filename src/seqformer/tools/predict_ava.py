@@ -5,6 +5,7 @@ import argparse
 
 from seqformer.config import load_config
 from seqformer.engine.distributed import resolve_device
+from seqformer.utils.output_paths import check_writable_file
 from seqformer.weight_files import load_model_weights
 
 
@@ -15,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", choices=["train", "val"],
                         help="which CSV's keyframes to predict (data.ava_val_csv for val)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 
@@ -23,12 +25,13 @@ def run(args: argparse.Namespace) -> int:
     from seqformer.inference.ava import write_rows
 
     cfg = load_config(args.config, args.overrides)
+    check_writable_file(args.out, "--out")  # before the whole split is predicted, not after
     device = resolve_device(args.device)
     task = get_task("ava")
     model = task.build_model(cfg)
     load_model_weights(model, args.weights)
     model.to(device).eval()
-    rows = task.predict(model, cfg, device, split=args.split)
+    rows = task.predict(model, cfg, device, split=args.split, progress=not args.no_progress)
     write_rows(args.out, rows)
     keyframes = len({(r[0], r[1]) for r in rows})
     print(f"wrote {len(rows)} detection rows for {keyframes} keyframes to {args.out}")

@@ -9,7 +9,8 @@ from pathlib import Path
 from seqformer.config import load_config
 from seqformer.engine.distributed import resolve_device
 from seqformer.engine.task import get_task
-from seqformer.inference.vis import predict_videos
+from seqformer.inference.vis import predict_videos, read_videos
+from seqformer.utils.output_paths import check_writable_file
 from seqformer.weight_files import load_model_weights
 
 
@@ -26,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    check_writable_file(args.out, "--out")  # before hours of prediction, not after
+    if args.zip:
+        check_writable_file(Path(args.out).with_suffix(".zip"), "--zip")
+    read_videos(args.annotations)  # a malformed annotation file fails before the model is built
     device = resolve_device(args.device)
     model = get_task("vis").build_model(cfg)
     load_model_weights(model, args.weights)

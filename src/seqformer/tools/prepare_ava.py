@@ -34,6 +34,7 @@ from seqformer.data.video_reader import (
     to_rgb,
     write_frames_index,
 )
+from seqformer.errors import SeqFormerError
 
 DONE_MARKER = "_frames_info.json"
 STANDARD_PATTERN = "{video_id}/{video_id}_{frame:06d}.jpg"
@@ -50,6 +51,10 @@ class ExtractJob:
     fps: float
     short_side: int
     quality: int
+
+
+class PrepareError(SeqFormerError, ValueError):
+    """Options or earlier output of ``prepare ava`` that cannot be honoured; the message names them."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.frame_pattern.startswith("{video_id}/"):
-        raise SystemExit(f"--frame-pattern must start with '{{video_id}}/', got {args.frame_pattern!r}")
+        raise PrepareError(f"--frame-pattern must start with '{{video_id}}/', got {args.frame_pattern!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     videos = find_videos(args.videos)
@@ -106,7 +111,7 @@ def _check_same_settings(job: ExtractJob) -> None:
     if marker.is_file():
         done = json.loads(marker.read_text()).get("settings")
         if done != _settings(job):
-            raise SystemExit(f"{marker.parent} was extracted with {done}, not {_settings(job)}; "
+            raise PrepareError(f"{marker.parent} was extracted with {done}, not {_settings(job)}; "
                              f"use another --out or delete that folder")
 
 

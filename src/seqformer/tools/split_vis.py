@@ -15,6 +15,11 @@ import hashlib
 from pathlib import Path
 
 from seqformer.data.ytvis_format import load_ytvis_json, save_ytvis_json
+from seqformer.errors import SeqFormerError
+
+
+class SplitError(SeqFormerError, ValueError):
+    """Options of ``split vis`` that cannot be honoured; the message names the option."""
 
 
 def split_video_ids(video_ids: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -55,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     source = Path(args.annotations).resolve()
     outputs = [Path(args.out_dir) / args.train_name, Path(args.out_dir) / args.val_name]
     if any(p.resolve() == source for p in outputs):
-        raise SystemExit(f"refusing to overwrite the input {source}; choose another --out-dir or names")
+        raise SplitError(f"--out-dir {args.out_dir}: refusing to overwrite the input {source}; "
+                         "choose another --out-dir or names")
+    if not 0.0 <= args.val_fraction <= 1.0:
+        raise SplitError(f"--val-fraction must be in [0, 1], got {args.val_fraction}")
     train, val = split_ytvis(load_ytvis_json(source).data, args.val_fraction, args.seed)
     for path, part in zip(outputs, (train, val)):
         save_ytvis_json(part, path)
