@@ -128,7 +128,8 @@ def parse_command(argv: list[str]) -> tuple[str, argparse.Namespace]:
         build_parser().parse_args(argv)  # prints usage / error and exits
         raise SystemExit(2)
     n = 1 if key[1] is None else 2
-    return COMMANDS[key][0], build_tool_parser(key).parse_args(argv[n:])
+    # intermixed: `key=value` overrides may come before and after options
+    return COMMANDS[key][0], build_tool_parser(key).parse_intermixed_args(argv[n:])
 
 
 def dispatch(argv: list[str]) -> int:
