@@ -22,7 +22,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "configs" / "ava" / "tiny_synth.y
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo_ava", help="folder for data, checkpoints, results, plots")
-    parser.add_argument("--config", default=str(CONFIG), help="training config")
+    parser.add_argument("--config", default=None, help="training config (default: the repository's configs/ava/tiny_synth.yaml)")
     parser.add_argument("--train-videos", type=int, default=24, help="synthetic training videos")
     parser.add_argument("--val-videos", type=int, default=6,
                         help="validation videos: choose the checkpoint (train.val_freq), never reported")
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from seqformer.weight_files import load_model_weights
 
     t_start = time.time()
+    args.config = args.config or str(CONFIG)
     out = Path(args.out)
     data_dir = out / "data"
     # Validation on `val` every epoch picks checkpoint_best; only the last and the best are kept.

@@ -20,7 +20,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "configs" / "ytvis" / "tiny_synth
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo_vis", help="folder for data, checkpoints, results, plots")
-    parser.add_argument("--config", default=str(CONFIG), help="training config")
+    parser.add_argument("--config", default=None, help="training config (default: the repository's configs/ytvis/tiny_synth.yaml)")
     parser.add_argument("--train-videos", type=int, default=48, help="synthetic training videos")
     parser.add_argument("--val-videos", type=int, default=16,
                         help="validation videos: choose the checkpoint (train.val_freq), never reported")
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from seqformer.weight_files import load_model_weights
 
     t_start = time.time()
+    args.config = args.config or str(CONFIG)
     out = Path(args.out)
     data_dir = out / "data"
     # Validation on `valid` every epoch picks checkpoint_best; only the last and the best are kept.
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     gifs = [render_vis_gif(img_dir, v, results, names, out / f"predictions_test_{v['id']}.gif", scale=args.gif_scale)
             for v in videos[:2]]
     curves = out / "training_curves.png"
-    plot_training_curves(str(Path(cfg.train.output_dir) / "log.jsonl"), str(curves),
+    plot_training_curves(str(Path(cfg.train.output_dir) / "log.jsonl"), str(curves), metrics=["AP", "AP50", "AR10"],
                          final_metrics={"test AP": stats["AP"], "test AP50": stats["AP50"]})
     save_config(cfg, out / "config.yaml")
     print(f"done in {time.time() - t_start:.0f} s: test AP {stats['AP']:.3f}, AP50 {stats['AP50']:.3f} "
