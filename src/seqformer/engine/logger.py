@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class RunLogger:
@@ -86,7 +89,7 @@ def read_log(log_jsonl: str | Path) -> tuple[list[dict[str, Any]], list[dict[str
 
 
 def plot_training_curves(log_jsonl: str, out_png: str, metrics: list[str] | None = None,
-                         final_metrics: dict[str, float] | None = None) -> None:
+                         final_metrics: dict[str, float] | None = None) -> "Figure":
     """Plot training losses per iteration and validation metrics per epoch from ``log_jsonl`` to ``out_png``.
 
     Auxiliary-layer terms (``loss_ce_0`` ...) are left out to keep the plot readable; ``metrics``
@@ -140,3 +143,4 @@ def plot_training_curves(log_jsonl: str, out_png: str, metrics: list[str] | None
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
+    return fig

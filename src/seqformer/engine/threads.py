@@ -5,7 +5,8 @@ torch's default is the machine's physical core count, whatever else runs there. 
 over the same cores: the measured cost was 10-20x slower iterations (docs/benchmarks.md, "CPU threads").
 The default here is the size of the process's CPU affinity set (``os.sched_getaffinity``: what a container,
 ``taskset`` or SLURM actually grants), divided among the processes of one node, capped so that a large
-host does not spawn threads whose synchronisation costs more than they compute.
+host does not spawn threads whose synchronisation costs more than they compute.  An ``OMP_NUM_THREADS``
+set in the environment is the user's choice and is kept as the default.
 """
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ def available_cores() -> int:
 
 
 def default_num_threads(local_processes: int = 1) -> int:
-    """The available cores shared among ``local_processes`` processes on this node, at least 1."""
+    """``OMP_NUM_THREADS`` when set, else the available cores shared among ``local_processes`` processes
+    on this node (at least 1, at most ``MAX_DEFAULT_THREADS``)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, min(available_cores() // max(local_processes, 1), MAX_DEFAULT_THREADS))
 
 
@@ -41,8 +46,8 @@ def describe(device: torch.device, threads: int) -> str:
     return f"device {device}, {threads} CPU thread{'s' if threads != 1 else ''} ({available_cores()} cores available)"
 
 
-THREADS_HELP = ("torch CPU threads (default: the cores available to this process, %d here, shared among the "
-                "processes of a node); when other jobs share the cores, fewer threads run faster")
+THREADS_HELP = ("torch CPU threads (default: OMP_NUM_THREADS if set, else the cores available to this process, "
+                "%d here, shared among the processes of a node); when other jobs share the cores, fewer run faster")
 
 
 def threads_help() -> str:

@@ -61,19 +61,27 @@ def _legend(width: int, lines: list[tuple[str, tuple[int, int, int]]]) -> Image.
     return panel
 
 
+def legend_lines(title: str, instances: list[dict], score_threshold: float, categories: dict[int, str]
+                 ) -> list[tuple[str, tuple[int, int, int]]]:
+    """(text, colour) lines under the frames: the threshold, one line per shown instance, or a note that
+    nothing passes the threshold (with the best score, so a near miss is told from no prediction)."""
+    lines = [(f"{title}: predictions scoring >= {score_threshold:.2f}", (255, 255, 255))]
+    shown = [i for i in instances if i["score"] >= score_threshold]
+    lines += [(f"#{i['id']} {categories.get(i['category_id'], i['category_id'])} {i['score']:.2f}",
+               PALETTE[i["id"] % len(PALETTE)]) for i in shown]
+    if not shown:
+        best = f"best score {instances[0]['score']:.2f}" if instances else "no predictions"
+        lines.append((f"nothing passes the threshold ({best})", (255, 120, 120)))
+    return lines
+
+
 def render_vis_gif(image_dir: str | Path, video: dict, results: list[dict], categories: dict[int, str],
                    out_path: str | Path, score_threshold: float = 0.3, fps: float = 4.0, scale: int = 1) -> Path:
     """Animated GIF of one video's results (``video``: a YouTube-VIS ``videos`` entry), frames upscaled
     ``scale`` times (nearest neighbour) so that small frames stay readable, a legend below them."""
     instances = predicted_instances(results, video["id"])
     shown = [i for i in instances if i["score"] >= score_threshold]
-    legend = [(f"{video.get('file_names', ['?'])[0].split('/')[0]}: predictions scoring >= {score_threshold:.2f}",
-               (255, 255, 255))]
-    legend += [(f"#{i['id']} {categories.get(i['category_id'], i['category_id'])} {i['score']:.2f}",
-                PALETTE[i["id"] % len(PALETTE)]) for i in shown]
-    if not shown:
-        best = f"best {instances[0]['score']:.2f}" if instances else "no predictions"
-        legend.append((f"nothing passes the threshold ({best})", (255, 120, 120)))
+    legend = legend_lines(video["file_names"][0].split("/")[0], instances, score_threshold, categories)
     frames = []
     for t, name in enumerate(video["file_names"]):
         with Image.open(Path(image_dir) / name) as im:
