@@ -62,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
         task = get_task(cfg.model.task)
         result = Trainer(cfg, task, progress=not args.no_progress, dist_info=info, device=device).fit()
         best = result["best"]
-        if info.is_main and best:
-            logging.getLogger("seqformer.train").info("best %s %.4f at epoch %d", best["metric"], best["value"],
-                                                      best["epoch"])
+        if info.is_main:
+            out = cfg.train.output_dir
+            print(f"done: checkpoints, log.jsonl and tensorboard/ in {out}" + (
+                f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch'] + 1} ({out}/checkpoint_best.pth)"
+                if best else ""))
     finally:
         cleanup()
     return 0
