@@ -29,3 +29,13 @@ def test_set_num_threads_applies_and_describes(monkeypatch):
         assert threads.describe(torch.device("cpu"), 1).startswith("device cpu, 1 CPU thread (")
     finally:
         torch.set_num_threads(before)
+
+
+def test_busy_machine_hint(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.5, 8.0, 7.0))
+    assert threads.describe(torch.device("cpu"), 2).endswith("(load average 9.5 on 2 cores): if iterations are "
+                                                              "slow, try --threads 1")
+    assert "busy" not in threads.describe(torch.device("cpu"), 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert "busy" not in threads.describe(torch.device("cpu"), 2)

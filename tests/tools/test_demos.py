@@ -66,3 +66,18 @@ def test_demo_data_folder_is_reused_only_with_the_same_settings(tmp_path):
     with pytest.raises(Exception, match="notes.txt"):
         prepare_synthetic_data(tmp_path / "d", small, generate_synth_vis, said.append)
     assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
+
+
+def test_demo_ava_reports_test_split_and_draws_keyframes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "ava", "--out", str(out), "--train-videos", "1", "--val-videos", "1", "--test-videos", "1",
+                 "--no-progress", "--threads", "1", "optim.epochs=1", "train.max_iters_per_epoch=2",
+                 "model.num_frames=4"]) == 0
+    console = capsys.readouterr().out
+    assert "epoch 1/1: mean loss" in console and "val mAP" in console and "test frame-mAP@0.5" in console
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and 0.0 <= metrics["mAP"] <= 1.0
+    videos = {line.split(",")[0] for line in (out / "detections_test.csv").read_text().splitlines()}
+    assert videos == {"synth_test_000"}
+    assert (out / "detections_test.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "train").glob("*.pth")) == ["checkpoint.pth", "checkpoint_best.pth"]

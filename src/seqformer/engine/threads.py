@@ -42,8 +42,23 @@ def set_num_threads(requested: int | None, local_processes: int = 1) -> int:
 
 
 def describe(device: torch.device, threads: int) -> str:
-    """``device cpu, 2 threads (2 cores available)``: the line a run prints before it starts."""
-    return f"device {device}, {threads} CPU thread{'s' if threads != 1 else ''} ({available_cores()} cores available)"
+    """``device cpu, 2 CPU threads (2 cores available)``: the line a run prints before it starts, with a hint
+    when other work already keeps the cores busy (the measured case where fewer threads ran 10x faster)."""
+    line = f"device {device}, {threads} CPU thread{'s' if threads != 1 else ''} ({available_cores()} cores available)"
+    load = busy_load()
+    if device.type == "cpu" and threads > 1 and load is not None:
+        line += (f"; the machine is busy (load average {load:.1f} on {os.cpu_count()} cores): if iterations are "
+                 f"slow, try --threads 1")
+    return line
+
+
+def busy_load() -> float | None:
+    """The 1-minute load average when it exceeds the machine's core count (other work is waiting), else None."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return load if load > (os.cpu_count() or 1) else None
 
 
 THREADS_HELP = ("torch CPU threads (default: OMP_NUM_THREADS if set, else the cores available to this process, "
