@@ -6,8 +6,9 @@ CPU-bound job runs (a torch matmul loop using as many threads as there are cores
 training or a test suite).  Settings: 1 thread, the cores available to the process (the toolkit's default,
 ``os.sched_getaffinity``) and ``--oversubscribe`` times that (what torch's default does on a host whose
 physical core count exceeds what this process may use, or what several processes x default threads do).
-Prints seconds per iteration (first 3 iterations excluded as warm-up), the ratio to the default setting
-measured in the same run, and the load averages before and after: the machine may be shared.
+Prints seconds per iteration (first 3 iterations excluded as warm-up; the median over ``--repeats``
+interleaved rounds), the ratio to the default setting measured in the same run, and the load averages
+before and after: the machine may be shared.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_threads.py --iters 20
 """
@@ -70,6 +71,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; the median is reported")
     parser.add_argument("--oversubscribe", type=int, default=4, help="threads = this x available cores")
     parser.add_argument("--config", default=str(ROOT / "configs" / "ytvis" / "tiny_synth.yaml"))
     args = parser.parse_args()
@@ -85,7 +87,11 @@ def main() -> None:
                 comp = subprocess.Popen([sys.executable, "-c", COMPETITOR, str(cores)])
                 time.sleep(2)
             try:
-                times = {name: run_child(Path(data), n, args.iters, Path(args.config)) for name, n in settings.items()}
+                runs: dict[str, list[float]] = {name: [] for name in settings}
+                for _ in range(args.repeats):  # interleaved rounds, so that a change of load hits every setting
+                    for name, n in settings.items():
+                        runs[name].append(run_child(Path(data), n, args.iters, Path(args.config)))
+                times = {name: sorted(r)[len(r) // 2] for name, r in runs.items()}
             finally:
                 if comp is not None:
                     comp.terminate()
@@ -93,7 +99,8 @@ def main() -> None:
             ref = times[f"{cores} threads (default)"]
             print(f"\n{'with' if competing else 'without'} a second CPU-bound job ({cores} threads):")
             for name, t in times.items():
-                print(f"  {name:32s} {t:6.2f} s/iteration   x{t / ref:5.2f} of the default")
+                print(f"  {name:32s} {t:6.2f} s/iteration   x{t / ref:5.2f} of the default   "
+                      f"(rounds: {', '.join(f'{x:.2f}' for x in runs[name])})")
             print(f"  load averages now: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
