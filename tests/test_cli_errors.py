@@ -285,11 +285,11 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str]]] = {
 
 @pytest.fixture(scope="module")
 def valid_inputs(synth_vis, tmp_path_factory) -> dict:
-    from jhmdb_eval_cases import hand_groundtruth
-
     from seqformer.config import load_config
     from seqformer.data.jhmdb_format import groundtruth_from_dict, write_groundtruth_pickle
     from seqformer.engine.task import get_task
+
+    from jhmdb_eval_cases import hand_groundtruth
 
     root = tmp_path_factory.mktemp("valid_inputs")
     ava = generate_synth_ava(root / "ava", SynthAvaConfig(num_train_videos=1, num_val_videos=2, seconds=4,

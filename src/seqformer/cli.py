@@ -93,25 +93,54 @@ def describe_os_error(exc: OSError) -> str:
     return f"{path}: {reason}"
 
 
-def dispatch(argv: list[str]) -> int:
-    parser = build_parser()
-    # Parse only the command words first, then let the tool define its own arguments.
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to every option whose default says something (not None, not a False flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def resolve_command(argv: list[str]) -> tuple[str, str | None] | None:
+    """The ``(command, task)`` key the first words of ``argv`` name, or None."""
     words = [a for a in argv[:2] if not a.startswith("-")]
     key = (words[0], words[1] if len(words) > 1 else None) if words else None
     if key not in COMMANDS and key is not None and (key[0], None) in COMMANDS:
         key = (key[0], None)
-    if key not in COMMANDS:
-        parser.parse_args(argv)  # prints usage / error
-        return 2
+    return key if key in COMMANDS else None
+
+
+def build_tool_parser(key: tuple[str, str | None]) -> argparse.ArgumentParser:
+    """The parser of one subcommand; every option's help shows its default."""
     module_name, help_ = COMMANDS[key]
     module = importlib.import_module(module_name)
     prog = "seqformer " + " ".join(w for w in key if w)
-    tool_parser = argparse.ArgumentParser(prog=prog, description=help_)
+    tool_parser = argparse.ArgumentParser(prog=prog, description=help_,
+                                          formatter_class=DefaultsHelpFormatter)
     module.add_arguments(tool_parser)
     tool_parser.set_defaults(_task=key[1])  # lets one tool serve several datasets (jhmdb / ucf24)
+    return tool_parser
+
+
+def parse_command(argv: list[str]) -> tuple[str, argparse.Namespace]:
+    """(tool module name, parsed arguments) of a command line, without running it (argparse exits on errors)."""
+    key = resolve_command(argv)
+    if key is None:
+        build_parser().parse_args(argv)  # prints usage / error and exits
+        raise SystemExit(2)
     n = 1 if key[1] is None else 2
-    args = tool_parser.parse_args(argv[n:])
-    return int(module.run(args) or 0)
+    # intermixed: `key=value` overrides may come before and after options
+    return COMMANDS[key][0], build_tool_parser(key).parse_intermixed_args(argv[n:])
+
+
+def dispatch(argv: list[str]) -> int:
+    # Parse only the command words first, then let the tool define its own arguments.
+    if resolve_command(argv) is None:
+        build_parser().parse_args(argv)  # prints usage / error
+        return 2
+    module_name, args = parse_command(argv)
+    return int(importlib.import_module(module_name).run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,11 @@ class TrainConfig:
     output_dir: str = "outputs/run"
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
-    resume: str | None = None
+    resume: str | None = None  # checkpoint to continue from, or "auto" (OUTPUT_DIR/checkpoint.pth if present)
+    overwrite: bool = False  # delete an earlier run's files in output_dir and start clean (else such a folder is refused)
+    keep_checkpoints: int | None = None  # newest per-epoch checkpointNNNN.pth kept; None = all, 0 = none
+    #                                      (checkpoint.pth = last and checkpoint_best.pth are always kept)
+    num_threads: int | None = None  # torch CPU threads; None = cores available to the process / local processes
     start_epoch: int = 0
     pretrain_weights: str | None = None
     jointfinetune: bool = False

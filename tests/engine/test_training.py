@@ -1,4 +1,5 @@
-"""Learning on synthetic data: the VIS and AVA models overfit one clip; the train and demo CLIs run end to end."""
+"""Learning on synthetic data: the VIS and AVA models overfit one clip; the train CLI runs end to end
+(the demos: tests/tools/test_demos.py)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from seqformer.config import load_config
 from seqformer.engine.trainer import weighted_total
 from seqformer.tasks.ava import AVATask
 from seqformer.tasks.vis import VISTask
-from seqformer.tools.demo_vis import _existing_video_counts
 
 TINY = ["model.backbone=tiny", "model.hidden_dim=64", "model.nheads=4", "model.dim_feedforward=128",
         "model.enc_layers=1", "model.dec_layers=2", "model.num_queries=6", "model.dropout=0.0"]
@@ -72,29 +72,3 @@ def test_train_cli_runs_and_evaluates(synth_vis, tmp_path):
     assert (out / "checkpoint.pth").is_file() and (out / "checkpoint_best.pth").is_file()
     results = json.loads(next(out.glob("results_val_epoch*.json")).read_text())
     assert results and all(len(r["segmentations"]) == 8 for r in results)  # the shared set has 8-frame videos
-
-
-def test_demo_vis_runs_whole_chain_without_validation_during_training(tmp_path):
-    """README command (1)'s VIS part, shrunk: synthesise -> train -> predict -> evaluate -> GIF + curves."""
-    out = tmp_path / "demo"
-    rc = main(["demo", "vis", "--out", str(out), "--train-videos", "2", "--val-videos", "1", "--no-progress",
-               *TINY, "model.num_frames=2", "data.train_scales=[64]", "data.crop_scales=[64]",
-               "data.crop_size=[48,64]", "data.val_short_side=64", "optim.epochs=1",
-               "train.max_iters_per_epoch=2", "data.num_workers=0"])
-    assert rc == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
-    assert all(-1.0 <= v <= 1.0 for v in metrics.values())
-    results = json.loads((out / "results_valid.json").read_text())
-    assert results and {r["video_id"] for r in results} == {1}
-    assert (out / "predictions_1.gif").stat().st_size > 0 and (out / "training_curves.png").stat().st_size > 0
-    # the demo evaluates once at the end, so training itself must not have validated
-    epochs = [json.loads(line) for line in (out / "train" / "log.jsonl").read_text().splitlines()]
-    assert not any(k.startswith("val_") for r in epochs if r["type"] == "epoch" for k in r)
-    assert not list((out / "train").glob("results_val_epoch*.json"))
-    # existing data is reused only when it has the asked-for numbers of videos
-    assert _existing_video_counts(out / "data") == (2, 1)
-    assert main(["demo", "vis", "--out", str(out), "--train-videos", "2", "--val-videos", "2", "--no-progress",
-                 *TINY, "model.num_frames=2", "data.val_short_side=64", "optim.epochs=0"]) == 0
-    assert _existing_video_counts(out / "data") == (2, 2)
-    assert {r["video_id"] for r in json.loads((out / "results_valid.json").read_text())} == {1, 2}

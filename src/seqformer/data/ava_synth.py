@@ -43,6 +43,7 @@ MIN_SYNTH_SIDE = 20  # the background's blobs are drawn with sizes in [4, side /
 class SynthAvaConfig:
     num_train_videos: int = 8
     num_val_videos: int = 4
+    num_test_videos: int = 0  # a third split (annotations/test*.csv), for reporting when val selects checkpoints
     seconds: int = 10  # video length; keyframes at the centres of the segments
     segment_seconds: int = 2
     fps: int = 8
@@ -78,11 +79,13 @@ def generate_synth_ava(out_dir: str | Path, cfg: SynthAvaConfig = SynthAvaConfig
     frames_root, ann = out / "frames", out / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
     videos: dict[str, VideoInfo] = {}
-    rows: dict[str, list[tuple]] = {"train": [], "val": []}
-    for split, count in (("train", cfg.num_train_videos), ("val", cfg.num_val_videos)):
+    rows: dict[str, list[tuple]] = {"train": [], "val": [], "test": []}
+    split_codes = {"train": 0, "val": 1, "test": 2}  # adding a split leaves the others' videos unchanged
+    for split, count in (("train", cfg.num_train_videos), ("val", cfg.num_val_videos),
+                         ("test", cfg.num_test_videos)):
         for v in range(count):
             video_id = f"synth_{split}_{v:03d}"
-            rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1, v])
+            rng = np.random.default_rng([cfg.seed, split_codes[split], v])
             frames, video_rows = _render_video(video_id, cfg, rng)
             _write_frames(frames_root, video_id, frames, cfg.jpeg_quality)
             if cfg.write_videos:
@@ -91,15 +94,21 @@ def generate_synth_ava(out_dir: str | Path, cfg: SynthAvaConfig = SynthAvaConfig
             rows[split].extend(video_rows)
     write_frames_index(frames_root, FramesIndex(cfg.fps, cfg.start_second, videos))
     # Official semantics: excluded keyframes are listed and absent from the GT.
-    excluded = sorted({(r[0], r[1]) for r in rows["val"] if r[0] == "synth_val_000"})[-1:]
-    rows["val"] = [r for r in rows["val"] if (r[0], r[1]) not in set(excluded)]
+    excluded = {split: sorted({(r[0], r[1]) for r in rows[split] if r[0] == f"synth_{split}_000"})[-1:]
+                for split in ("val", "test")}
+    for split in ("val", "test"):
+        rows[split] = [r for r in rows[split] if (r[0], r[1]) not in set(excluded[split])]
     paths = {"frames": frames_root, "train_csv": ann / "train.csv", "val_csv": ann / "val.csv",
              "labelmap": ann / "labelmap.pbtxt", "exclusions": ann / "val_excluded_timestamps.csv",
              "config": out / "dataset.yaml"}
     write_gt_csv(paths["train_csv"], rows["train"])
     write_gt_csv(paths["val_csv"], rows["val"])
     write_labelmap_pbtxt(paths["labelmap"], ACTIONS)
-    write_timestamps_csv(paths["exclusions"], excluded)
+    write_timestamps_csv(paths["exclusions"], excluded["val"])
+    if cfg.num_test_videos > 0:  # point data.ava_val_csv / ava_exclusions at these to predict and evaluate it
+        paths.update(test_csv=ann / "test.csv", test_exclusions=ann / "test_excluded_timestamps.csv")
+        write_gt_csv(paths["test_csv"], rows["test"])
+        write_timestamps_csv(paths["test_exclusions"], excluded["test"])
     _write_config(paths, cfg, out)
     if cfg.write_videos:
         paths["videos"] = out / "videos"

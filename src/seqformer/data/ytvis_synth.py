@@ -5,7 +5,8 @@ shaded disc, green striped square, blue checkered triangle, yellow ring, magenta
 parts of real VIS data are present: motion, scaling, rotation, mutual occlusion (z-order), objects entering
 and leaving the frame (``null`` segmentation/bbox/area while absent or hidden).  Layout follows the official
 release: ``<out>/{train,valid}/JPEGImages/<video>/<frame>.jpg`` and
-``<out>/annotations/instances_{train,valid}_sub.json`` (the valid file keeps ground truth).
+``<out>/annotations/instances_{train,valid}_sub.json`` (the valid file keeps ground truth), plus a ``test``
+split laid out like ``valid`` when ``num_test_videos > 0`` (select checkpoints on valid, report on test).
 
 Masks are rasterised with pycocotools' polygon rasteriser, so a frame stored as a polygon decodes exactly to the
 rendered mask.  Train annotations cycle frame by frame through polygon (used when the shape is fully visible and
@@ -35,7 +36,7 @@ SYNTH_CATEGORIES = [
 ]
 CATEGORY_COLOURS = {1: (225, 45, 40), 2: (40, 185, 65), 3: (45, 85, 230), 4: (240, 205, 30), 5: (205, 50, 205)}
 MIN_VISIBLE_AREA = 16  # pixels; smaller remnants are annotated as absent
-SPLIT_CODES = {"train": 0, "valid": 1}
+SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}  # adding a split leaves the others' videos unchanged
 
 
 def _regular_polygon(cx: float, cy: float, radii: list[float], angle: float) -> list[float]:
@@ -214,6 +215,7 @@ class SynthVisConfig:
 
     num_train_videos: int = 24
     num_val_videos: int = 6
+    num_test_videos: int = 0  # a third split, for reporting when valid selects the checkpoint
     num_frames: int = 12  # frames per video
     height: int = 128
     width: int = 192
@@ -228,14 +230,17 @@ class SynthConfigError(SeqFormerError, ValueError):
 
 def generate_synth_vis(out_dir: str | Path, cfg: SynthVisConfig | None = None) -> dict[str, Path]:
     """Write the dataset; returns the image folders and annotation files (keys ``train_images``,
-    ``train_ann``, ``valid_images``, ``valid_ann``)."""
+    ``train_ann``, ``valid_images``, ``valid_ann``, and ``test_images``, ``test_ann`` when it has a test split)."""
     cfg = cfg or SynthVisConfig()
     if cfg.num_frames < 1 or min(cfg.height, cfg.width) < 16 or cfg.max_objects < 1:
         raise SynthConfigError(f"synth vis: need --num-frames >= 1, --height and --width >= 16 and --max-objects >= 1; "
                                f"got {cfg.num_frames}, {cfg.height}x{cfg.width} (HxW), {cfg.max_objects}")
     out = Path(out_dir)
     paths = {}
-    for split, n in (("train", cfg.num_train_videos), ("valid", cfg.num_val_videos)):
+    splits = [("train", cfg.num_train_videos), ("valid", cfg.num_val_videos)]
+    if cfg.num_test_videos > 0:
+        splits.append(("test", cfg.num_test_videos))
+    for split, n in splits:
         paths[f"{split}_ann"] = _write_split(out, split, n, cfg.num_frames, cfg.height, cfg.width, cfg.seed,
                                              cfg.max_objects, cfg.jpeg_quality)
         paths[f"{split}_images"] = out / split / "JPEGImages"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class RunLogger:
@@ -116,12 +119,15 @@ def read_log(log_jsonl: str | Path) -> tuple[list[dict[str, Any]], list[dict[str
     return [iters[k] for k in sorted(iters)], [epochs[k] for k in sorted(epochs)]
 
 
-def plot_training_curves(log_jsonl: str, out_png: str, metrics: list[str] | None = None) -> None:
+def plot_training_curves(log_jsonl: str, out_png: str, metrics: list[str] | None = None,
+                         final_metrics: dict[str, float] | None = None) -> "Figure":
     """Plot training losses per iteration and validation metrics per epoch from ``log_jsonl`` to ``out_png``.
 
     Auxiliary-layer terms (``loss_ce_0`` ...) are left out to keep the plot readable; ``metrics``
     selects validation metrics (default: every one with a value >= 0, since COCO-style evaluators
-    report -1 for "not applicable").
+    report -1 for "not applicable").  ``final_metrics`` (e.g. the test AP measured after training) are
+    written into the metrics panel, as dashed lines next to the validation curves or as bars without them,
+    so the figure never shows an empty panel when the run was evaluated.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -148,13 +154,24 @@ def plot_training_curves(log_jsonl: str, out_png: str, metrics: list[str] | None
         metrics = sorted({k[len("val_"):] for r in epochs for k, v in r.items()
                           if k.startswith("val_") and isinstance(v, (int, float)) and v >= 0})
     for name in metrics:
-        points = [(r["epoch"], r[f"val_{name}"]) for r in epochs if f"val_{name}" in r]
+        points = [(r["epoch"] + 1, r[f"val_{name}"]) for r in epochs if f"val_{name}" in r]
         if points:
-            ax_val.plot(*zip(*points), marker="o", label=name)
-    ax_val.set_title("validation metrics" if metrics else "no validation metrics logged")
+            ax_val.plot(*zip(*points), marker="o", label=f"val {name}")
+    final = {k: v for k, v in (final_metrics or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    if metrics:
+        for i, (name, value) in enumerate(final.items()):
+            ax_val.axhline(value, ls="--", lw=1.0, color=f"C{len(metrics) + i}", label=f"{name} {value:.3f}")
+        ax_val.set_xlabel("epoch")
+    elif final:
+        ax_val.barh(list(final), list(final.values()), color=[f"C{i}" for i in range(len(final))])
+        for i, value in enumerate(final.values()):
+            ax_val.text(value, i, f" {value:.3f}", va="center")
+        ax_val.set_xlabel("value")
+    title = "validation metrics" if metrics else "final metrics" if final else "no metrics logged"
+    ax_val.set_title(title + (" (dashed: " + ", ".join(final) + ")" if metrics and final else ""))
     if metrics:
         ax_val.legend(fontsize="x-small")
-    ax_val.set_xlabel("epoch")
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
+    return fig

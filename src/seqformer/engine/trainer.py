@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections import defaultdict
@@ -26,7 +27,9 @@ from seqformer.engine.distributed import DistInfo, all_gather_objects, barrier, 
 from seqformer.engine.loader import EpochLoader, derive_seed, seed_everything
 from seqformer.engine.logger import RunLogger
 from seqformer.engine.optim import build_lr_scheduler, build_optimizer, current_lrs
+from seqformer.engine.run_folder import prepare_run_folder
 from seqformer.engine.task import Task
+from seqformer.engine.threads import describe, set_num_threads
 
 log = logging.getLogger("seqformer.train")
 
@@ -48,6 +51,47 @@ def weighted_total(loss_dict: dict[str, torch.Tensor], weight_dict: dict[str, fl
     return sum(loss_dict[k] * weight_dict[k] for k in keys)  # type: ignore[return-value]
 
 
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``: short enough for a progress bar."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(max(seconds, 0.0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class EtaClock:
+    """Overall time left from the iterations done so far in this run (validation time included, since it
+    is part of the elapsed time); ``nan`` until the first iteration is done."""
+
+    def __init__(self, total_iters: int):
+        self.total, self.done, self.start = total_iters, 0, time.time()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+
+    def remaining(self) -> float:
+        if self.done == 0:
+            return math.nan
+        return (time.time() - self.start) / self.done * max(self.total - self.done, 0)
+
+
+def epoch_summary(epoch: int, epochs: int, stats: dict[str, float], seconds: float, samples: int,
+                  metrics: dict[str, float], best: dict[str, Any] | None, eta: float) -> str:
+    """The console line printed after each epoch (also with ``--no-progress``: one line, no carriage returns)."""
+    parts = [f"epoch {epoch + 1}/{epochs}: mean loss {stats.get('loss', math.nan):.4f}",
+             f"{format_duration(seconds)} ({samples / max(seconds, 1e-9):.2f} clips/s)"]
+    if metrics:
+        parts.append("val " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if best:
+        parts.append(f"best {best['metric']} {best['value']:.4f} (epoch {best['epoch'] + 1})")
+    parts.append(f"ETA {format_duration(eta)}" if epoch + 1 < epochs else "done")
+    return " | ".join(parts)
+
+
 def validation_due(epoch: int, epochs: int, val_freq: int) -> bool:
     """Every ``val_freq`` epochs (1-based count) and at the last epoch; ``val_freq <= 0`` disables it."""
     return val_freq > 0 and ((epoch + 1) % val_freq == 0 or epoch + 1 == epochs)
@@ -63,6 +107,13 @@ class Trainer:
             dist_info, device = init_distributed(cfg.train.device)
         self.info, self.device = dist_info, device
         self.output_dir = Path(cfg.train.output_dir)
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if self.info.distributed else 1
+        self.num_threads = set_num_threads(cfg.train.num_threads, local_processes)
+        # decided before anything is written; only rank 0 deletes an earlier run's files
+        self.run_folder_state = prepare_run_folder(self.output_dir, cfg.train.resume, cfg.train.overwrite,
+                                                   delete=self.info.is_main)
+        if self.run_folder_state == "clean" and self.info.is_main:
+            log.warning("%s: deleted the files of an earlier run (train.overwrite or nothing to resume)", self.output_dir)
         seed_everything(cfg.train.seed + self.info.rank)  # original: seed 42 + rank
 
         self.model = task.build_model(cfg).to(self.device)
@@ -131,10 +182,15 @@ class Trainer:
         record: dict[str, Any] = {}
         if self.start_epoch >= epochs:
             log.warning("start epoch %d >= optim.epochs %d: nothing to train", self.start_epoch, epochs)
+        self._say(f"training epochs {self.start_epoch + 1}-{epochs} of {epochs}, {n_iters} iterations each, on "
+                  f"{describe(self.device, self.num_threads)}; outputs in {self.output_dir}")
+        self.eta = EtaClock((epochs - self.start_epoch) * n_iters)
+        samples_per_epoch = n_iters * self.cfg.optim.batch_size * self.info.world_size
         try:
             for epoch in range(self.start_epoch, epochs):
                 t0 = time.time()
                 train_stats = self.train_one_epoch(epoch, logger)
+                train_seconds = time.time() - t0
                 lrs = current_lrs(self.optimizer)  # the lrs this epoch trained with
                 self.scheduler.step()
                 metrics = self.evaluate(epoch) if validation_due(epoch, epochs, self.cfg.train.val_freq) else {}
@@ -144,8 +200,8 @@ class Trainer:
                           **{f"lr_{k}": v for k, v in lrs.items()}, **{f"val_{k}": v for k, v in metrics.items()},
                           "time_s": time.time() - t0, "best": self.best}
                 logger.log_epoch(record, step=(epoch + 1) * n_iters)
-                log.info("epoch %d: loss %.4f%s (%.0f s)", epoch, train_stats.get("loss", math.nan),
-                         "".join(f", {k} {v:.4f}" for k, v in metrics.items()), record["time_s"])
+                self._say(epoch_summary(epoch, epochs, train_stats, train_seconds, samples_per_epoch, metrics,
+                                        self.best, self.eta.remaining()))
         finally:
             logger.close()
         barrier()
@@ -164,8 +220,8 @@ class Trainer:
         weight_dict = self.criterion.weight_dict
         clip = self.cfg.optim.clip_max_norm
         sums: dict[str, float] = defaultdict(float)
-        bar = tqdm(total=n_iters, desc=f"epoch {epoch}", disable=not (self.progress and self.info.is_main),
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(total=n_iters, desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}",
+                   disable=not (self.progress and self.info.is_main), dynamic_ncols=True, leave=False)
         batches = self.loader.epoch(epoch)
         skipped_before = self._dataset_skips()
         skipped_batches = 0
@@ -176,6 +232,7 @@ class Trainer:
                 # together so that DDP's gradient all-reduce stays in step
                 skipped_batches += 1
                 bar.update()
+                self._eta_step()
                 continue
             inputs = inputs.to(self.device, non_blocking=True)
             targets = move_targets(targets, self.device)
@@ -201,7 +258,10 @@ class Trainer:
             for k, v in reduced.items():
                 sums[k] += v
             lr = self.optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{reduced['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+            self._eta_step()
+            trained = it + 1 - skipped_batches  # the bar shows the epoch's running mean: one iteration is noise
+            bar.set_postfix(mean_loss=f"{sums['loss'] / trained:.4f}", lr=f"{lr:.2e}",
+                            eta=format_duration(self._eta_remaining()), refresh=False)
             bar.update()
             if it % max(self.cfg.train.log_every, 1) == 0 or it == n_iters - 1:
                 logger.log_iter({"epoch": epoch, "iter": it, "step": epoch * n_iters + it, "lr": lr, **reduced})
@@ -213,6 +273,18 @@ class Trainer:
             log.warning("epoch %d: skipped %d batches; dataset skips this epoch: %s", epoch, skipped_batches, skips)
             stats.update({f"skipped_{k}": float(v) for k, v in skips.items()}, skipped_batches=float(skipped_batches))
         return stats
+
+    def _eta_step(self) -> None:
+        if getattr(self, "eta", None) is not None:
+            self.eta.step()
+
+    def _eta_remaining(self) -> float:
+        return self.eta.remaining() if getattr(self, "eta", None) is not None else math.nan
+
+    def _say(self, line: str) -> None:
+        """A console line from rank 0 (through tqdm so that it does not break a live bar)."""
+        if self.info.is_main:
+            tqdm.write(line)
 
     def _dataset_skips(self) -> dict[str, int]:
         """Cumulative counted skips of the training dataset (datasets that can skip expose ``skip_counts()``)."""
@@ -254,8 +326,18 @@ class Trainer:
             return
         state = ckpt_io.make_checkpoint(self.model, self.optimizer, self.scheduler, epoch, self.cfg.to_dict(),
                                         rng_states, self.best, self.scaler)
-        numbered = self.output_dir / f"checkpoint{epoch:04}.pth"
-        ckpt_io.atomic_save(state, numbered)
-        ckpt_io.atomic_copy(numbered, self.output_dir / "checkpoint.pth")
+        keep = self.cfg.train.keep_checkpoints
+        last = self.output_dir / "checkpoint.pth"
+        if keep == 0:  # only the last and the best
+            ckpt_io.atomic_save(state, last)
+            source = last
+        else:
+            source = self.output_dir / f"checkpoint{epoch:04}.pth"
+            ckpt_io.atomic_save(state, source)
+            ckpt_io.atomic_copy(source, last)
         if improved:
-            ckpt_io.atomic_copy(numbered, self.output_dir / "checkpoint_best.pth")
+            ckpt_io.atomic_copy(source, self.output_dir / "checkpoint_best.pth")
+        if keep is not None and keep > 0:
+            numbered = sorted(p for p in self.output_dir.glob("checkpoint[0-9][0-9][0-9][0-9].pth"))
+            for old in numbered[:-keep]:
+                old.unlink(missing_ok=True)

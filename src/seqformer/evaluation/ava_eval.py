@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from seqformer.data.ava_format import AvaFormatError, key_only_rows, read_ava_frame, read_exclusions, read_labelmap
+from seqformer.evaluation.ava_notes import ava_input_notes
 from seqformer.evaluation.ava_protocols import (
     IOU_THRESHOLD,
     average_precisions,
@@ -46,7 +47,6 @@ from seqformer.evaluation.ava_protocols import (
     pairwise_iou,
     sorted_gt_groups,
 )
-from seqformer.evaluation.ava_notes import ava_input_notes
 
 MAX_DETECTIONS_PER_KEYFRAME = 50
 

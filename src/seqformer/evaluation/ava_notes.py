@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 
-
 def ava_input_notes(groundtruth: str | os.PathLike, detections: str | os.PathLike, labelmap: str | os.PathLike,
                     gt_frame: pd.DataFrame, det_frame: pd.DataFrame, whitelist: np.ndarray) -> list[str]:
     """One-line notes about ``gt_frame`` / ``det_frame`` as read by :func:`~seqformer.data.ava_format.read_ava_frame`."""

@@ -39,8 +39,8 @@ def add_video_arguments(parser: argparse.ArgumentParser, config_help: str) -> No
     parser.add_argument("--render-upscale", type=float, default=1.0,
                         help="scale the rendered video by this factor (e.g. 4 for tiny inputs; labels stay legible)")
     parser.add_argument("--on-decode-error", choices=["skip", "stop"], default="skip",
-                        help="a frame that fails to decode: skip it and count (default) or stop with its number")
-    parser.add_argument("--no-progress", action="store_true")
+                        help="a frame that fails to decode: skip it and count, or stop with its number")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (line-oriented output for logs)")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 

@@ -17,7 +17,7 @@ VIDEO_KEYS = ("0.2", "0.5", "0.75", "0.5:0.95")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groundtruth", required=True, help="ACT ground-truth pickle (JHMDB-GT.pkl, UCF101v2-GT.pkl)")
-    parser.add_argument("--split", type=int, default=1, help="1-based split; its test videos are evaluated (default 1)")
+    parser.add_argument("--split", type=int, default=1, help="1-based split; its test videos are evaluated")
     parser.add_argument("--detections", required=True,
                         help="per-frame detections CSV: video,frame,x1,y1,x2,y2,label,score (header row)")
     parser.add_argument("--tubes", default=None, help="video tubes JSON for video-mAP: "

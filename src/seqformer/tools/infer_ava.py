@@ -8,7 +8,7 @@ from seqformer.inference.video_common import add_video_arguments
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_video_arguments(parser, "AVA config, e.g. configs/ava/csn50_seqformer_ava21.yaml")
-    parser.add_argument("--keyframe-step", type=int, default=1, help="seconds between keyframes (default 1)")
+    parser.add_argument("--keyframe-step", type=int, default=1, help="seconds between keyframes")
     parser.add_argument("--labelmap", default=None,
                         help="label map .pbtxt of the model's classes (default: the config's data.ava_labelmap)")
 

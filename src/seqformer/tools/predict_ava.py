@@ -5,6 +5,7 @@ import argparse
 
 from seqformer.config import load_config
 from seqformer.engine.distributed import resolve_device
+from seqformer.engine.threads import describe, set_num_threads, threads_help
 from seqformer.utils.output_paths import check_writable_file
 from seqformer.weight_files import load_model_weights
 
@@ -12,10 +13,11 @@ from seqformer.weight_files import load_model_weights
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="AVA config, e.g. configs/ava/csn50_seqformer_ava21.yaml")
     parser.add_argument("--weights", required=True, help="trained checkpoint (.pth)")
-    parser.add_argument("--out", default="detections.csv")
+    parser.add_argument("--out", default="detections.csv", help="detection CSV to write")
     parser.add_argument("--split", default="val", choices=["train", "val"],
                         help="which CSV's keyframes to predict (data.ava_val_csv for val)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (auto: CUDA when available)")
+    parser.add_argument("--threads", type=int, default=None, help=threads_help())
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
@@ -27,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     check_writable_file(args.out, "--out")  # before the whole split is predicted, not after
     device = resolve_device(args.device)
+    print(describe(device, set_num_threads(args.threads)))
     task = get_task("ava")
     model = task.build_model(cfg)
     load_model_weights(model, args.weights)

@@ -9,6 +9,7 @@ from pathlib import Path
 from seqformer.config import load_config
 from seqformer.engine.distributed import resolve_device
 from seqformer.engine.task import get_task
+from seqformer.engine.threads import describe, set_num_threads, threads_help
 from seqformer.inference.vis import predict_videos, read_videos
 from seqformer.utils.output_paths import check_writable_file
 from seqformer.weight_files import load_model_weights
@@ -19,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="released or trained checkpoint (.pth)")
     parser.add_argument("--images", required=True, help="JPEGImages folder (frame paths are relative to it)")
     parser.add_argument("--annotations", required=True, help="YouTube-VIS-format json with 'videos'")
-    parser.add_argument("--out", default="results.json")
-    parser.add_argument("--zip", action="store_true", help="also write <out>.zip with results.json at its root")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--out", default="results.json", help="results json to write")
+    parser.add_argument("--zip", action="store_true",
+                        help="also write the server's zip next to --out, named after it without its suffix "
+                             "(results.json -> results.zip), holding results.json at its root")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (auto: CUDA when available)")
+    parser.add_argument("--threads", type=int, default=None, help=threads_help())
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 
@@ -32,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable_file(Path(args.out).with_suffix(".zip"), "--zip")
     read_videos(args.annotations)  # a malformed annotation file fails before the model is built
     device = resolve_device(args.device)
+    print(describe(device, set_num_threads(args.threads)))
     model = get_task("vis").build_model(cfg)
     load_model_weights(model, args.weights)
     model.to(device).eval()

@@ -49,11 +49,11 @@ def split_ytvis(data: dict, val_fraction: float, seed: int) -> tuple[dict, dict]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", required=True, help="YouTube-VIS train json to split")
-    parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-name", default="instances_train_sub.json")
-    parser.add_argument("--val-name", default="instances_val_sub.json")
+    parser.add_argument("--out-dir", required=True, help="folder for the two json files")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="share of the videos held out")
+    parser.add_argument("--seed", type=int, default=0, help="a different seed draws a different split")
+    parser.add_argument("--train-name", default="instances_train_sub.json", help="file name of the train part")
+    parser.add_argument("--val-name", default="instances_val_sub.json", help="file name of the held-out part")
 
 
 def run(args: argparse.Namespace) -> int:
