@@ -169,7 +169,7 @@ class EvalConfig:
     tube_clip_step: int = 0  # frames between the centres of consecutive clips; 0 = half a clip's span
     tube_labels_per_query: int = 3  # each query's best classes become tubelets
     tube_min_score: float = 0.01  # tubelets scoring less are dropped
-    tube_link_iou: float = 0.3  # a tubelet extends a tube of its label when the mean box IoU of shared frames >= this
+    tube_link_iou: float = 0.5  # a tubelet extends a tube of its label when the mean box IoU of shared frames >= this (MOC: 0.5)
     tube_presence_threshold: float = 0.5  # tube ends are trimmed to frames whose mean presence reaches this
     tube_frame_nms: float = 0.6  # per-frame, per-label NMS of the frame detections (MOC: 0.6); 1 = off
 

@@ -27,7 +27,7 @@ def test_make_tubelet_averages_repeats_and_interpolates_strided_frames():
 
 def test_one_actor_over_overlapping_clips_is_one_tube():
     a = _tubelet(0, 0.8, 1, [[0, 0, 10, 10]] * 4)
-    b = _tubelet(0, 0.6, 3, [[2, 0, 12, 10]] * 4)  # shares frames 3, 4 (IoU 8/12)
+    b = _tubelet(0, 0.6, 3, [[2, 0, 12, 10]] * 4)  # shares frames 3, 4 (IoU 2/3)
     c = _tubelet(0, 0.4, 5, [[2, 0, 12, 10]] * 4)
     tubes = link_tubelets([[a], [b], [c]], link_iou=0.5)
     assert len(tubes) == 1

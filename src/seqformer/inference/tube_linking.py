@@ -8,11 +8,11 @@ probability.  This module turns them into what the ACT/MOC evaluation scores (do
 ends) are averaged; with a frame stride > 1 the frames between two sampled frames get linearly
 interpolated boxes and presence, so a tubelet covers every frame from its first to its last.
 
-**Linking** (:func:`link_tubelets`), per label, clips in temporal order, greedily in the spirit of
-MOC-Detector's ``BuildTubes``: the tubelets of a clip, highest score first, each extend the *active*
-tube of their label (one extended by the previous clip and not yet by this one) with which they have the
-largest overlap, if that overlap reaches ``link_iou``; otherwise they start a new tube.  The overlap is
-the mean box IoU over the frames the tubelet shares with the tube.  A tube's box and presence at a frame
+**Linking** (:func:`link_tubelets`), per label, clips in temporal order, with the greedy rule of
+MOC-Detector's ``BuildTubes``: the *active* tubes (those extended by the previous clip), highest mean score
+first, each take the highest-scoring still free tubelet of their label whose overlap with the tube reaches
+``link_iou`` (MOC: 0.5); the tubelets left start new tubes and a tube not extended ends.  The overlap is the
+mean box IoU over the frames the tubelet shares with the tube (MOC: with the tube's last tubelet).  A tube's box and presence at a frame
 are the means over the tubelets covering it, its score the mean of its tubelets' class scores.  Clips
 must overlap in time for tubes to continue across them.
 
@@ -114,24 +114,23 @@ class _Growing:
         return Tube(self.label, float(np.mean(self.scores)), full[keep], values[keep, :4], values[keep, 4])
 
 
-def link_tubelets(clips: list[list[Tubelet]], link_iou: float = 0.3, presence_threshold: float = 0.5) -> list[Tube]:
+def link_tubelets(clips: list[list[Tubelet]], link_iou: float = 0.5, presence_threshold: float = 0.5) -> list[Tube]:
     """Video tubes from the tubelets of each clip (``clips`` in temporal order); see the module docstring."""
     growing: list[_Growing] = []
     for c, tubelets in enumerate(clips):
-        extended: set[int] = set()
-        for t in sorted(tubelets, key=lambda t: -t.score):
-            best, best_overlap = None, link_iou
-            for k, tube in enumerate(growing):
-                if tube.label != t.label or tube.last_clip != c - 1 or k in extended:
-                    continue
-                overlap = tube.overlap(t)
-                if overlap >= best_overlap:
-                    best, best_overlap = k, overlap
-            if best is None:
+        pool = sorted(tubelets, key=lambda t: -t.score)  # stable: equal scores keep the query order
+        taken = [False] * len(pool)
+        active = [tube for tube in growing if tube.last_clip == c - 1]
+        for tube in sorted(active, key=lambda tube: -float(np.mean(tube.scores))):
+            for i, t in enumerate(pool):  # the best-scoring free tubelet of the label that overlaps enough
+                if not taken[i] and t.label == tube.label and tube.overlap(t) >= link_iou:
+                    tube.add(t, c)
+                    taken[i] = True
+                    break
+        for t, was_taken in zip(pool, taken):
+            if not was_taken:
                 growing.append(_Growing(t.label, c))
-                best = len(growing) - 1
-            growing[best].add(t, c)
-            extended.add(best)
+                growing[-1].add(t, c)
     tubes = [tube.finish(presence_threshold) for tube in growing]
     return [t for t in tubes if t is not None]
 
