@@ -45,7 +45,10 @@ logger = logging.getLogger(__name__)
 
 def clip_tubes(gt: JhmdbGroundTruth, video: str, frame_ids: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tubes of ``video`` alive in the 1-based ``frame_ids``: labels ``[N]``, xyxy pixel boxes ``[N,T,4]``, valid ``[N,T]``."""
+    """Tubes of ``video`` alive in the 1-based ``frame_ids``.
+
+    Returns labels ``[N]``, xyxy pixel boxes ``[N,T,4]`` (zeros where the tube does not exist) and valid ``[N,T]``.
+    """
     labels, boxes, valid = [], [], []
     for label, tubes in sorted(gt.tubes(video).items()):
         for tube in tubes:

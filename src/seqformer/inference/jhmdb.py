@@ -67,7 +67,8 @@ def clip_tubelets(outputs: dict, b: int, frame_ids: np.ndarray, orig_hw: tuple[i
 
 
 @torch.no_grad()
-def predict_video(model: nn.Module, dataset: JhmdbDataset, video: str, cfg: Config, device: torch.device) -> VideoPrediction:
+def predict_video(model: nn.Module, dataset: JhmdbDataset, video: str, cfg: Config,
+                  device: torch.device) -> VideoPrediction:
     e = cfg.eval
     n = dataset.gt.frames(video)
     centres = clip_centres(n, dataset.num_frames, dataset.frame_sample_rate, e.tube_clip_step)
@@ -89,7 +90,10 @@ def predict_video(model: nn.Module, dataset: JhmdbDataset, video: str, cfg: Conf
 
 def predict_tubes(model: nn.Module, cfg: Config, device: torch.device, videos: list[str] | None = None,
                   shard: bool = False, progress: bool = True) -> list[tuple[int, VideoPrediction]]:
-    """``(position, prediction)`` of each test video of ``data.jhmdb_split`` (or of ``videos``); ``shard``: this rank's share."""
+    """``(position, prediction)`` of each test video of ``data.jhmdb_split`` (or of ``videos``).
+
+    With ``shard`` only this rank's share of the videos.
+    """
     dataset = build_jhmdb_dataset(cfg, "test")
     videos = dataset.videos if videos is None else videos
     positions = list(rank_share(len(videos)) if shard else range(len(videos)))

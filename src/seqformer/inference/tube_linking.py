@@ -12,9 +12,9 @@ interpolated boxes and presence, so a tubelet covers every frame from its first 
 MOC-Detector's ``BuildTubes``: the *active* tubes (those extended by the previous clip), highest mean score
 first, each take the highest-scoring still free tubelet of their label whose overlap with the tube reaches
 ``link_iou`` (MOC: 0.5); the tubelets left start new tubes and a tube not extended ends.  The overlap is the
-mean box IoU over the frames the tubelet shares with the tube (MOC: with the tube's last tubelet).  A tube's box and presence at a frame
-are the means over the tubelets covering it, its score the mean of its tubelets' class scores.  Clips
-must overlap in time for tubes to continue across them.
+mean box IoU over the frames the tubelet shares with the tube (MOC: with the tube's last tubelet).  A
+tube's box and presence at a frame are the means over the tubelets covering it, its score the mean of its
+tubelets' class scores.  Clips must overlap in time for tubes to continue across them.
 
 **Extent**: a tube is trimmed to the frames between the first and the last whose presence reaches
 ``presence_threshold``; a tube with no such frame is dropped.  Inside that extent it stays consecutive
@@ -135,7 +135,8 @@ def link_tubelets(clips: list[list[Tubelet]], link_iou: float = 0.5, presence_th
     return [t for t in tubes if t is not None]
 
 
-def frame_detections(tubes: list[Tube], frame_nms: float = 0.6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def frame_detections(tubes: list[Tube], frame_nms: float = 0.6
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame detections of one video's tubes: ``(frames [n], boxes [n,4], labels [n] 0-based, scores [n])``.
 
     Score = tube score x presence at the frame; then NMS per (frame, label) at ``frame_nms`` (>= 1: none).

@@ -60,10 +60,12 @@ class JhmdbTask:
         """Linked tubes of every test video of ``data.jhmdb_split`` (one process)."""
         return [p for _, p in predict_tubes(model, cfg, device, videos, progress=progress)]
 
-    def evaluate(self, model: nn.Module, cfg: Config, device: torch.device, output_dir: str, epoch: int) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, cfg: Config, device: torch.device, output_dir: str,
+                 epoch: int) -> dict[str, float]:
         from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb
 
-        predictions = gather_in_order([(i, [p]) for i, p in predict_tubes(model, cfg, device, shard=True, progress=False)])
+        mine = predict_tubes(model, cfg, device, shard=True, progress=False)
+        predictions = gather_in_order([(i, [p]) for i, p in mine])
         if predictions is None:
             return {}
         frames_csv = Path(output_dir) / f"frame_detections_epoch{epoch:04d}.csv"

@@ -1,4 +1,4 @@
-"""``seqformer synth jhmdb``: write a synthetic JHMDB-21 / UCF101-24-format dataset (see ``seqformer.data.jhmdb_synth``)."""
+"""``seqformer synth jhmdb``: a synthetic JHMDB-21 / UCF101-24-format dataset (``seqformer.data.jhmdb_synth``)."""
 from __future__ import annotations
 
 import argparse
