@@ -5,14 +5,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from seqformer.cli import main
+from seqformer.config import load_config
 from seqformer.data.jhmdb_format import read_groundtruth_pickle
 from seqformer.data.jhmdb_synth import SynthJhmdbConfig, generate_synth_jhmdb
+from seqformer.engine.task import get_task
 from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb
 from seqformer.evaluation.jhmdb_inputs import read_frame_detections, read_tubes
 from seqformer.inference.jhmdb import VideoPrediction, write_predictions
 from seqformer.inference.tube_linking import Tube
+from seqformer.weight_files import load_model_weights
 
 
 def test_ground_truth_written_as_predictions_scores_one(tmp_path):
@@ -50,3 +54,21 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_set(tmp_path, capsys):
     assert dets.labels.min() >= 1 and dets.labels.max() <= len(gt.labels)
     tubes = read_tubes(out / "tubes.json")
     assert metrics["counts"]["tubes"] == len(tubes) and metrics["counts"]["frame_detections"] == len(dets)
+
+    # the trained checkpoint through `predict jhmdb` + `evaluate jhmdb` gives the demo's numbers again
+    frames_csv, tubes_json, again = tmp_path / "f.csv", tmp_path / "t.json", tmp_path / "m.json"
+    assert main(["predict", "jhmdb", "--config", str(out / "config.yaml"), "--weights", str(out / "train" / "checkpoint.pth"),
+                 "--frames-csv", str(frames_csv), "--tubes", str(tubes_json), "--device", "cpu", "--no-progress"]) == 0
+    assert main(["evaluate", "jhmdb", "--groundtruth", str(out / "data" / "JHMDB-GT.pkl"), "--detections",
+                 str(frames_csv), "--tubes", str(tubes_json), "--json", str(again)]) == 0
+    repeated = json.loads(again.read_text())
+    assert repeated["frame_mAP"] == pytest.approx(metrics["frame_mAP"], abs=1e-9)
+    assert repeated["video_mAP"] == pytest.approx(metrics["video_mAP"], abs=1e-9)
+    # and the task's validation (what the trainer calls every val_freq epochs) reports the same
+    cfg = load_config(out / "config.yaml")
+    task = get_task("jhmdb")
+    model = task.build_model(cfg)
+    load_model_weights(model, out / "train" / "checkpoint.pth")
+    validation = task.evaluate(model.eval(), cfg, torch.device("cpu"), str(tmp_path / "val"), epoch=0)
+    assert validation == pytest.approx({"frame_mAP": metrics["frame_mAP"], "video_mAP@0.5": metrics["video_mAP"]["0.5"]})
+    assert (tmp_path / "val" / "tubes_epoch0000.json").is_file()

@@ -51,7 +51,7 @@ class SynthJhmdbConfig:
     width: int = 160
     max_actors: int = 2
     partial_prob: float = 0.5  # probability that a tube starts and ends inside the video
-    walk_speed: float = 2.0  # px/frame
+    walk_speed: float = 3.0  # px/frame
     jump_height: float = 12.0  # px
     jump_period: int = 8  # frames per hop
     spin_speed: float = 20.0  # deg/frame
@@ -132,7 +132,7 @@ def _render_video(cfg: SynthJhmdbConfig, rng: np.random.Generator) -> tuple[np.n
         label = int(rng.integers(len(CLASSES)))
         h = int(rng.integers(round(cfg.height * 0.28), round(cfg.height * 0.36) + 1))
         w = int(rng.integers(round(cfg.height * 0.20), round(cfg.height * 0.28) + 1))
-        radius = 0.5 * math.hypot(h, w) * (1 + cfg.pulse_amplitude)
+        radius = 0.5 * math.hypot(h, w) * (1 + cfg.pulse_amplitude if label == PULSE else 1)
         lane = (a * lane_width, (a + 1) * lane_width)
         x, y, angle, scale = _motion(cfg, label, n, lane, min(radius, lane_width / 2 - 1), rng)
         actor = Actor(actor_texture(h, w, rng), x, y, angle, scale, [])
