@@ -138,3 +138,19 @@ def test_synthetic_classes_are_motion():
             assert np.ptp(box, axis=0).max() == 0
         seen.add(labels[0])
     assert {WALK, JUMP, STAND} <= seen
+
+
+def test_real_jhmdb_split_indexes_every_frame_of_its_videos():
+    """On the published JHMDB-GT.pkl (no frames needed to index): one sample per frame, every tube alive in its clips."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "jhmdb" / "JHMDB-GT.pkl"
+    if not path.is_file():
+        pytest.skip(f"shared JHMDB ground truth not found at {path}")
+    gt = read_groundtruth_pickle(path)
+    ds = JhmdbDataset(gt, "unused", split=2, subset="test", num_frames=7)
+    assert ds.videos == gt.test_videos_of(2) and len(ds) == sum(gt.frames(v) for v in ds.videos)
+    video = ds.videos[0]
+    labels, boxes, valid = clip_tubes(gt, video, ds.frame_indices(video, 0) + 1)
+    assert labels.tolist() == list(gt.tubes(video)) and valid.all()  # JHMDB tubes span the whole video
+    np.testing.assert_allclose(boxes[0, 3], gt.tubes(video)[labels[0]][0][0, 1:])  # clip position 3 = frame 1
