@@ -111,18 +111,20 @@ def write_predictions(predictions: list[VideoPrediction], frames_csv: str | Path
     """Write the per-frame CSV and the tubes JSON (1-based labels); returns (rows, tubes) written."""
     from seqformer.evaluation.jhmdb_inputs import write_frame_detections, write_tubes
 
-    videos, frames, boxes, labels, scores, tubes = [], [], [], [], [], []
+    videos, columns, tubes = [], [], []
     for p in predictions:
-        f, b, lab, s = frame_detections(p.tubes, frame_nms)
-        videos += [p.video] * len(f)
-        frames.append(f), boxes.append(b), labels.append(lab + 1), scores.append(s)
+        frames, boxes, labels, scores = frame_detections(p.tubes, frame_nms)
+        videos += [p.video] * len(frames)
+        columns.append((frames, boxes, labels + 1, scores))
         for t in sorted(p.tubes, key=lambda t: -t.score):
             tubes.append({"video": p.video, "label": t.label + 1, "score": t.score,
                           "boxes": np.concatenate([t.frames[:, None], np.round(t.boxes, 3)], 1)})
     for path in (frames_csv, tubes_json):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    cat = (lambda xs, shape: np.concatenate(xs) if xs else np.zeros(shape))
-    write_frame_detections(frames_csv, videos, cat(frames, 0).astype(np.int64), cat(boxes, (0, 4)),
-                           cat(labels, 0).astype(np.int64), cat(scores, 0))
+    if columns:
+        frames, boxes, labels, scores = (np.concatenate(c) for c in zip(*columns))
+    else:
+        frames, boxes, labels, scores = np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0)
+    write_frame_detections(frames_csv, videos, frames, boxes, labels, scores)
     write_tubes(tubes_json, tubes)
     return len(videos), len(tubes)
