@@ -22,9 +22,11 @@ from seqformer.errors import SeqFormerError
 
 # (command, task) -> (module, help)
 COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
-    ("train", None): ("seqformer.tools.train", "train a model from a YAML config (VIS or AVA)"),
+    ("train", None): ("seqformer.tools.train", "train a model from a YAML config (VIS, AVA, JHMDB/UCF101-24)"),
     ("predict", "vis"): ("seqformer.tools.predict_vis", "YouTube-VIS results.json from a checkpoint"),
     ("predict", "ava"): ("seqformer.tools.predict_ava", "official AVA detection CSV from a checkpoint"),
+    ("predict", "jhmdb"): ("seqformer.tools.predict_jhmdb", "JHMDB-21 frame detections CSV + linked tubes JSON"),
+    ("predict", "ucf24"): ("seqformer.tools.predict_jhmdb", "UCF101-24 frame detections CSV + linked tubes JSON"),
     ("evaluate", "vis"): ("seqformer.tools.evaluate_vis", "YouTube-VIS mask AP (official ytvoseval semantics)"),
     ("evaluate", "ava"): ("seqformer.tools.evaluate_ava", "AVA frame-mAP@0.5 (official ActivityNet protocol; --protocol pyslowfast | mmaction2)"),
     ("evaluate", "jhmdb"): ("seqformer.tools.evaluate_jhmdb", "JHMDB-21 frame-mAP and video-mAP (ACT/MOC protocol)"),
@@ -33,10 +35,12 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("infer", "ava"): ("seqformer.tools.infer_ava", "video file/frames -> actions video, detection CSV, timeline"),
     ("synth", "vis"): ("seqformer.tools.synth_vis", "generate a synthetic YouTube-VIS-format dataset"),
     ("synth", "ava"): ("seqformer.tools.synth_ava", "generate a synthetic AVA-format dataset"),
+    ("synth", "jhmdb"): ("seqformer.tools.synth_jhmdb", "generate a synthetic JHMDB/UCF101-24-format dataset"),
     ("split", "vis"): ("seqformer.tools.split_vis", "deterministic held-out split of a YouTube-VIS train set"),
     ("prepare", "ava"): ("seqformer.tools.prepare_ava", "cut AVA videos and extract 30 fps frames"),
     ("demo", "vis"): ("seqformer.tools.demo_vis", "synthetic VIS demo: synth -> train -> predict -> evaluate"),
     ("demo", "ava"): ("seqformer.tools.demo_ava", "synthetic AVA demo: synth -> train -> predict -> evaluate"),
+    ("demo", "jhmdb"): ("seqformer.tools.demo_jhmdb", "synthetic JHMDB demo: synth -> train -> predict -> evaluate"),
 }
 
 

@@ -21,7 +21,7 @@ from seqformer.errors import SeqFormerError
 
 @dataclass
 class ModelConfig:
-    task: str = "vis"  # "vis" (instance segmentation) or "ava" (action detection)
+    task: str = "vis"  # "vis" (instance segmentation), "ava" (keyframe action detection), "jhmdb" | "ucf24" (action tubes)
     backbone: str = "resnet50"  # resnet50 | resnet101 | resnext101_32x8d | swin_l_p4w12 | csn50 | csn152
     backbone_weights: str | None = None  # local file with ImageNet / IG65M weights (never downloaded)
     dilation: bool = False
@@ -52,6 +52,8 @@ class ModelConfig:
     # action head
     actor_score: bool = True  # separate actor/no-actor logit besides the multi-label actions
     tube_features: bool = True  # action head also sees the shape of the actor's box tube (motion)
+    # tube head (jhmdb / ucf24)
+    presence_score: bool = True  # per-frame "actor present" logit, so tubes can start and end inside a clip
 
 
 @dataclass
@@ -70,6 +72,8 @@ class LossConfig:
     focal_alpha: float = 0.25
     action_loss: str = "bce"  # bce | focal (AVA multi-label action scores)
     positive_weight: float = 1.0  # weight of positive labels (y=1) in the AVA action loss (BCE pos_weight)
+    set_cost_presence: float = 1.0  # tube matching: per-frame presence BCE against the tube's extent
+    presence_loss_coef: float = 2.0  # tube criterion: per-frame presence BCE of matched queries
 
 
 @dataclass
@@ -125,6 +129,16 @@ class DataConfig:
     ava_flip_prob: float = 0.5
     ava_flip_pairs: list[list[int]] = field(default_factory=list)  # class ids swapped by a horizontal flip
     skip_corrupt_frames: bool = False
+    # JHMDB-21 / UCF101-24 (ACT ground-truth pickle + one image per frame)
+    jhmdb_groundtruth: str = "data/jhmdb/JHMDB-GT.pkl"  # UCF101-24: data/ucf24/UCF101v2-GT.pkl
+    jhmdb_frames: str = "data/jhmdb/Frames"  # UCF101-24: data/ucf24/rgb-images
+    jhmdb_frame_pattern: str = "{video_id}/{frame:05d}.png"  # frame is 1-based; UCF101-24: "{video_id}/{frame:05d}.jpg"
+    jhmdb_split: int = 1  # trains on train_videos[split - 1], validates on test_videos[split - 1]
+    jhmdb_centre_stride: int = 1  # training clips are centred on every n-th frame of a video
+    jhmdb_train_short_side: list[int] = field(default_factory=lambda: [224, 256])
+    jhmdb_crop_size: int = 224
+    jhmdb_val_short_side: int = 240
+    jhmdb_flip_prob: float = 0.5
 
 
 @dataclass
@@ -155,6 +169,13 @@ class EvalConfig:
     max_frames_per_clip: int = 64  # longer videos are split into linked overlapping clips (0 = never)
     clip_overlap: int = 8
     ava_detections_per_keyframe: int = 50  # highest-scoring (box, class) rows written per keyframe (official cap: 50)
+    # tube prediction (jhmdb / ucf24): sliding clips, linking, per-frame detections (docs/jhmdb_ucf.md)
+    tube_clip_step: int = 0  # frames between the centres of consecutive clips; 0 = half a clip's span
+    tube_labels_per_query: int = 3  # each query's best classes become tubelets
+    tube_min_score: float = 0.01  # tubelets scoring less are dropped
+    tube_link_iou: float = 0.5  # a tubelet extends a tube of its label when the mean box IoU of shared frames >= this (MOC: 0.5)
+    tube_presence_threshold: float = 0.5  # tube ends are trimmed to frames whose mean presence reaches this
+    tube_frame_nms: float = 0.6  # per-frame, per-label NMS of the frame detections (MOC: 0.6); 1 = off
 
 
 @dataclass
@@ -300,8 +321,8 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 def validate(cfg: Config) -> None:
     m = cfg.model
-    if m.task not in ("vis", "ava"):
-        raise ConfigError(f"model.task must be 'vis' or 'ava', got {m.task!r}")
+    if m.task not in ("vis", "ava", "jhmdb", "ucf24"):
+        raise ConfigError(f"model.task must be 'vis', 'ava', 'jhmdb' or 'ucf24', got {m.task!r}")
     if m.hidden_dim % m.nheads or (m.hidden_dim // m.nheads) % 1:
         raise ConfigError("model.hidden_dim must be divisible by model.nheads")
     if m.mask_channels is not None and m.mask_channels < 1:
@@ -326,3 +347,8 @@ def validate(cfg: Config) -> None:
     if not math.isfinite(cfg.data.ava_start_second) or not math.isfinite(cfg.data.ava_fps) or cfg.data.ava_fps <= 0:
         raise ConfigError(f"data.ava_fps must be positive and data.ava_start_second finite, got "
                           f"{cfg.data.ava_fps} and {cfg.data.ava_start_second}")
+    if m.task in ("jhmdb", "ucf24"):
+        if cfg.data.jhmdb_split < 1 or cfg.data.jhmdb_centre_stride < 1 or cfg.eval.tube_clip_step < 0:
+            raise ConfigError("data.jhmdb_split and data.jhmdb_centre_stride must be >= 1, eval.tube_clip_step >= 0")
+        if not 0 <= cfg.eval.tube_link_iou <= 1 or not 0 <= cfg.eval.tube_presence_threshold <= 1:
+            raise ConfigError("eval.tube_link_iou and eval.tube_presence_threshold must lie in [0, 1]")

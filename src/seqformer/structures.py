@@ -1,6 +1,7 @@
 """The data structures between data loading and the model: padded clip batches and target dicts.
 
-``ClipBatch`` is the model's input; the target dicts (:class:`VISTarget`, :class:`AVATarget`) are
+``ClipBatch`` is the model's input; the target dicts (:class:`VISTarget`, :class:`AVATarget`,
+:class:`TubeTarget`) are
 what datasets produce and what matchers and criteria read.  Their keys are written down here once.
 
 The original packs frames of all clips into one flat ``[B*T,3,H,W]`` tensor and relies on an
@@ -48,7 +49,24 @@ class AVATarget(TypedDict, total=False):
     colour_map: torch.Tensor  # [3, 3] per-clip colour map; moved into ClipBatch by the collate
 
 
-Targets = list[dict[str, Any]]  # a batch of VISTarget or AVATarget dicts
+class TubeTarget(TypedDict, total=False):
+    """One clip's actor tubes (JHMDB-21 / UCF101-24, ACT format); ``N`` tubes alive in the clip, ``T`` frames.
+
+    A tube may start or end inside the clip: ``valid`` says in which frames it exists, and ``boxes`` of
+    the other frames are zeros that no loss or cost reads.
+    """
+
+    labels: torch.Tensor  # [N] int64 0-based class (the pickle's label index)
+    boxes: torch.Tensor  # [N, T, 4] normalised cxcywh after the transforms
+    valid: torch.Tensor  # [N, T] bool: the tube exists (and is visible after the crop) in frame t
+    frame_ids: torch.Tensor  # [T] int64 1-based frame numbers of the clip (edges repeated at video ends)
+    video_id: str  # the video's name in the pickle
+    size: torch.Tensor  # [2] (h, w) after the transforms
+    orig_size: torch.Tensor  # [2] (h, w) of the source frames
+    colour_map: torch.Tensor  # [3, 3] per-clip colour map; moved into ClipBatch by the collate
+
+
+Targets = list[dict[str, Any]]  # a batch of VISTarget, AVATarget or TubeTarget dicts
 
 
 @dataclass

@@ -48,6 +48,7 @@ from torch.utils.data import Dataset
 from seqformer.config import ConfigError
 from seqformer.data.ava_format import read_ava_csv, read_exclusions, read_labelmap
 from seqformer.data.ava_transforms import ClipPlan, plan_train, plan_val, transform_boxes, transform_pixels
+from seqformer.data.clip_sampling import clip_frame_indices, read_clip_frames
 from seqformer.data.collate import keep_large_allocations_in_worker_heap
 from seqformer.data.shared_counter import SharedCounter
 from seqformer.data.video_reader import FrameReadError, JpegFrameSource, VideoFileSource, read_frames_index
@@ -55,12 +56,6 @@ from seqformer.errors import warn
 
 logger = logging.getLogger(__name__)
 _BOX_KEYS = ["video_id", "second", "x1", "y1", "x2", "y2", "person_id"]
-
-
-def clip_frame_indices(key_index: int, num_frames: int, sample_rate: int, video_frames: int) -> np.ndarray:
-    """Frame indices of a clip centred on ``key_index`` (at position ``num_frames // 2``), edges repeated."""
-    offsets = (np.arange(num_frames) - num_frames // 2) * sample_rate
-    return np.clip(key_index + offsets, 0, video_frames - 1)
 
 
 class AVADataset(Dataset):
@@ -247,25 +242,12 @@ class AVADataset(Dataset):
         indices = clip_frame_indices(key, self.num_frames, self.frame_sample_rate, video_frames)
         if isinstance(self.source, VideoFileSource):
             return self.source.read_clip(video_id, indices.tolist())
-        decoded: dict[int, np.ndarray] = {}
-        bad: dict[int, FrameReadError] = {}
-        for k in sorted(set(indices.tolist()), key=lambda k: (k != key, k)):  # keyframe first: its size rules
-            try:
-                frame = self.source.read_frame(video_id, k, want_hw)
-                if decoded and frame.shape != decoded[key].shape:
-                    raise FrameReadError(f"frame {k} of video {video_id!r} ({self.source.frame_path(video_id, k)})"
-                                         f" is {frame.shape[:2]}, other frames are {decoded[key].shape[:2]}")
-                decoded[k] = frame
-            except FrameReadError as e:
-                if k == key or not self.skip_corrupt_frames:
-                    raise
-                bad[k] = e
-        for k, e in bad.items():
-            nearest = min(decoded, key=lambda good: (abs(good - k), good))
-            decoded[k] = decoded[nearest]
+
+        def replaced(k: int, nearest: int, e: FrameReadError) -> None:
             self._replaced_frames.increment()
             logger.warning("replacing frame %d by %d in keyframe %s,%d: %s", k, nearest, video_id, second, e)
-        return np.stack([decoded[k] for k in indices.tolist()])
+
+        return read_clip_frames(self.source, video_id, indices, key, want_hw, self.skip_corrupt_frames, replaced)
 
 
 def build_ava_dataset(cfg, split: str, **overrides: Any) -> AVADataset:

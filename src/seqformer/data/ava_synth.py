@@ -63,7 +63,7 @@ class SynthAvaConfig:
 
 
 @dataclass
-class _Actor:
+class Actor:
     texture: np.ndarray  # [h, w, 3] uint8 at base size
     x: np.ndarray  # per-frame centre x
     y: np.ndarray  # per-frame centre y (incl. jump offset)
@@ -171,7 +171,7 @@ def _sample_actions(rng: np.random.Generator, p: float) -> list[int]:
     return acts or [STAND]
 
 
-def _make_actor(cfg: SynthAvaConfig, rng: np.random.Generator, n_seg: int) -> _Actor:
+def _make_actor(cfg: SynthAvaConfig, rng: np.random.Generator, n_seg: int) -> Actor:
     h = int(rng.integers(round(cfg.height * 0.30), round(cfg.height * 0.40) + 1))
     w = int(rng.integers(round(cfg.height * 0.22), round(cfg.height * 0.30) + 1))
     seg_len = cfg.segment_seconds * cfg.fps
@@ -203,10 +203,10 @@ def _make_actor(cfg: SynthAvaConfig, rng: np.random.Generator, n_seg: int) -> _A
         actions.append(sorted(acts))
     x = x_start + np.cumsum(vx) - vx[0]
     angle = float(rng.uniform(-math.pi, math.pi)) + np.cumsum(omega) - omega[0]
-    return _Actor(_texture(h, w, rng), x, y, angle, scale, actions)
+    return Actor(actor_texture(h, w, rng), x, y, angle, scale, actions)
 
 
-def _place_actors(cfg: SynthAvaConfig, rng: np.random.Generator, n_seg: int, count: int) -> list[_Actor]:
+def _place_actors(cfg: SynthAvaConfig, rng: np.random.Generator, n_seg: int, count: int) -> list[Actor]:
     """Actors that never overlap much (an occluded actor's motion could not be seen); fewer if crowded."""
     for attempt in range(200):
         n = count - attempt // 50
@@ -218,13 +218,13 @@ def _place_actors(cfg: SynthAvaConfig, rng: np.random.Generator, n_seg: int, cou
     raise AssertionError("unreachable: one actor is always placeable")
 
 
-def _apart(a: _Actor, b: _Actor, slack: float = 0.75) -> bool:
+def _apart(a: Actor, b: Actor, slack: float = 0.75) -> bool:
     ra = 0.5 * math.hypot(*a.texture.shape[:2]) * a.scale
     rb = 0.5 * math.hypot(*b.texture.shape[:2]) * b.scale
     return bool(np.all(np.hypot(a.x - b.x, a.y - b.y) >= slack * (ra + rb)))
 
 
-def _texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def actor_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     c1, c2 = rng.integers(40, 256, size=(2, 3))
     yy, xx = np.mgrid[0:h, 0:w]
     theta = rng.uniform(0, math.pi)
@@ -235,7 +235,7 @@ def _texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return tex
 
 
-def _background(cfg: SynthAvaConfig, rng: np.random.Generator) -> np.ndarray:
+def cluttered_background(cfg: SynthAvaConfig, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:cfg.height, 0:cfg.width] / max(cfg.height, cfg.width)
     c0, cx, cy = rng.uniform(60, 160, size=(3, 3))
     bg = c0 + (cx - c0) * xx[..., None] * 0.6 + (cy - c0) * yy[..., None] * 0.6
@@ -251,7 +251,7 @@ def _background(cfg: SynthAvaConfig, rng: np.random.Generator) -> np.ndarray:
     return bg.clip(0, 255).astype(np.uint8)
 
 
-def _draw(frame: np.ndarray, actor: _Actor, i: int) -> tuple[int, int, int, int] | None:
+def draw_actor(frame: np.ndarray, actor: Actor, i: int) -> tuple[int, int, int, int] | None:
     """Paint the actor of frame ``i`` (inverse rotation/scale, nearest texel); returns its pixel extent."""
     th, tw = actor.texture.shape[:2]
     cx, cy, s = actor.x[i], actor.y[i], actor.scale[i]
@@ -273,13 +273,13 @@ def _draw(frame: np.ndarray, actor: _Actor, i: int) -> tuple[int, int, int, int]
 def _render_video(video_id: str, cfg: SynthAvaConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple]]:
     n_seg = cfg.seconds // cfg.segment_seconds
     seg_len = cfg.segment_seconds * cfg.fps
-    background = _background(cfg, rng)
+    background = cluttered_background(cfg, rng)
     actors = _place_actors(cfg, rng, n_seg, int(rng.integers(cfg.min_actors, cfg.max_actors + 1)))
     frames = np.repeat(background[None], n_seg * seg_len, axis=0)
     rows = []
     for i in range(len(frames)):
         for person, actor in enumerate(actors):
-            extent = _draw(frames[i], actor, i)
+            extent = draw_actor(frames[i], actor, i)
             seg, offset = divmod(i, seg_len)
             if offset == seg_len // 2 and extent is not None:
                 second = cfg.start_second + i // cfg.fps

@@ -26,6 +26,8 @@ from seqformer.config import Config
 TASK_REGISTRY: dict[str, str] = {
     "vis": "seqformer.tasks.vis:VISTask",
     "ava": "seqformer.tasks.ava:AVATask",
+    "jhmdb": "seqformer.tasks.jhmdb:JhmdbTask",
+    "ucf24": "seqformer.tasks.jhmdb:Ucf24Task",
 }
 
 

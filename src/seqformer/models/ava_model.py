@@ -17,18 +17,9 @@ import copy
 import torch
 from torch import nn
 
-from seqformer.models.layers import MLP
+from seqformer.models.layers import MLP, tube_descriptor
 from seqformer.models.video_detr import VideoDETR, _prior_bias
 from seqformer.structures import ClipBatch
-
-
-def tube_descriptor(boxes: torch.Tensor) -> torch.Tensor:
-    """[B,T,Q,4] cxcywh tubes -> [B,Q,4T]: per-frame centre offsets and log size ratios to the mean box."""
-    mean = boxes.mean(1, keepdim=True)
-    wh = boxes[..., 2:].clamp(min=1e-4)
-    rel = torch.cat([(boxes[..., :2] - mean[..., :2]) / mean[..., 2:].clamp(min=1e-4),
-                     torch.log(wh / mean[..., 2:].clamp(min=1e-4))], -1)
-    return rel.permute(0, 2, 1, 3).flatten(2)
 
 
 class ActionSeqFormer(nn.Module):

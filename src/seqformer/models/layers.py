@@ -25,3 +25,16 @@ def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """log(x / (1 - x)) with the original's clamping (x first clamped to [0, 1], then both terms to >= eps)."""
     x = x.clamp(min=0, max=1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def tube_descriptor(boxes: torch.Tensor) -> torch.Tensor:
+    """[B,T,Q,4] cxcywh tubes -> [B,Q,4T]: per-frame centre offsets and log size ratios to the mean box.
+
+    What a query's motion looks like (the action and tube heads add it to the instance query, which is a
+    weighted sum over frames and so cannot tell "moves left" from "moves right" by itself).
+    """
+    mean = boxes.mean(1, keepdim=True)
+    wh = boxes[..., 2:].clamp(min=1e-4)
+    rel = torch.cat([(boxes[..., :2] - mean[..., :2]) / mean[..., 2:].clamp(min=1e-4),
+                     torch.log(wh / mean[..., 2:].clamp(min=1e-4))], -1)
+    return rel.permute(0, 2, 1, 3).flatten(2)

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 DATASET_NAMES = {"jhmdb": "JHMDB-21", "ucf24": "UCF101-24"}
-VIDEO_KEYS = ("0.2", "0.5", "0.75", "0.5:0.95")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from seqformer.evaluation.jhmdb_eval import evaluate_jhmdb
+    from seqformer.evaluation.jhmdb_report import format_counts, format_table
 
     result = evaluate_jhmdb(args.groundtruth, args.split, args.detections, args.tubes)
     dataset = DATASET_NAMES.get(getattr(args, "_task", None) or "", "JHMDB-21 / UCF101-24")
@@ -39,32 +39,3 @@ def run(args: argparse.Namespace) -> int:
             json.dump(result, f, indent=2)
         print(f"wrote {args.json}")
     return 0
-
-
-def format_table(result: dict) -> str:
-    names = list(result["frame_per_class"])
-    width = max(len(n) for n in names + ["mAP", "class"])
-    video = "video_per_class" in result
-    columns = ["frame@0.5"] + ([f"video@{k}" for k in VIDEO_KEYS] if video else [])
-    lines = [f"{'class':<{width}}  " + "  ".join(f"{c:>14}" for c in columns)]
-
-    def row(name: str, values: list[float]) -> str:
-        return f"{name:<{width}}  " + "  ".join(f"{v:>14.4f}" for v in values)
-
-    for name in names:
-        values = [result["frame_per_class"][name]]
-        if video:
-            values += [result["video_per_class"][k][name] for k in VIDEO_KEYS]
-        lines.append(row(name, values))
-    totals = [result["frame_mAP"]] + ([result["video_mAP"][k] for k in VIDEO_KEYS] if video else [])
-    lines.append(row("mAP", totals))
-    return "\n".join(lines)
-
-
-def format_counts(counts: dict) -> str:
-    text = (f"frame detections: {counts['frame_detections']} evaluated, "
-            f"{counts['frame_detections_outside_split']} skipped (videos outside the split's test list)")
-    if "tubes" in counts:
-        text += (f"\ntubes: {counts['tubes']} evaluated ({counts['tubes_after_nms']} after tube NMS at 0.3), "
-                 f"{counts['tubes_outside_split']} skipped (videos outside the split's test list)")
-    return text
