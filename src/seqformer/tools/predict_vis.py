@@ -12,6 +12,7 @@ from tqdm import tqdm
 from ..config import load_config
 from ..engine.distributed import DistInfo
 from ..engine.distributed import resolve_device as engine_resolve_device
+from ..engine import precision
 from ..engine.predict_vis import iter_predictions, read_videos
 from ..models.build import build_model
 from ..models.weights import load_model_weights
@@ -39,14 +40,16 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(cfg)
     load_model_weights(model, args.weights)
     model.to(device).eval()
+    precision.prepare_model(model, cfg.eval.amp, cfg.eval.compile)
     videos = read_videos(args.annotations)
     results: list[dict] = []
     preds = iter_predictions(model, args.images, videos, device, short_side=cfg.data.val_short_side,
                              topk=cfg.eval.topk, mask_threshold=cfg.eval.mask_threshold, null_score=cfg.eval.null_score,
                              max_frames_per_clip=cfg.eval.max_frames_per_clip, clip_overlap=cfg.eval.clip_overlap,
                              max_size=cfg.data.val_max_size)
-    for entries in tqdm(preds, total=len(videos), desc="videos", unit="video"):
-        results.extend(entries)
+    with precision.autocast(cfg.eval.amp, device):
+        for entries in tqdm(preds, total=len(videos), desc="videos", unit="video"):
+            results.extend(entries)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
