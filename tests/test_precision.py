@@ -101,10 +101,10 @@ def test_mixed_precision_training_step_on_cpu(amp):
         torch.manual_seed(0)
         model, criterion = task.build_model(cfg).train(), task.build_criterion(cfg)
         precision.prepare_model(model, mode)
-        scaler = precision.grad_scaler(mode, "cpu")
+        scaler = precision.grad_scaler(mode, "cpu", init_scale=2.0**8)  # fewer skipped steps than 2**16
         assert scaler.is_enabled() == (mode == "fp16")
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        for _ in range(24):  # fp16: the scaler starts at 2**16 and halves after each overflowing step
+        for _ in range(16):  # fp16: the scale halves after each overflowing step
             optimizer.zero_grad(set_to_none=True)
             with precision.autocast(mode, "cpu"):
                 outputs = model(inputs, targets)
@@ -154,12 +154,12 @@ def test_predict_vis_bf16_agrees_with_float32(tmp_path):
         out = tmp_path / f"{amp}.json"
         assert main(["predict", "vis", "--config", str(cfg_path), "--weights", str(tmp_path / "w.pth"),
                      "--images", str(paths["valid_images"]), "--annotations", str(paths["valid_ann"]),
-                     "--out", str(out), f"eval.amp={amp}"]) == 0
+                     "--out", str(out), f"eval.amp={amp}", "data.val_short_side=64"]) == 0
         results[amp] = json.loads(out.read_text())
     checked = 0
     for vid in {r["video_id"] for r in results["none"]}:
-        ref = [r for r in results["none"] if r["video_id"] == vid]
-        got = [r for r in results["bf16"] if r["video_id"] == vid]
+        ref = sorted((r for r in results["none"] if r["video_id"] == vid), key=lambda r: -r["score"])
+        got = sorted((r for r in results["bf16"] if r["video_id"] == vid), key=lambda r: -r["score"])
         assert len(ref) == len(got) == 10
         scores = [r["score"] for r in ref]
         for i, (a, b) in enumerate(zip(ref, got)):

@@ -47,9 +47,10 @@ def autocast(mode: str, device: torch.device | str) -> contextlib.AbstractContex
     return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
-def grad_scaler(mode: str, device: torch.device | str) -> torch.amp.GradScaler:
+def grad_scaler(mode: str, device: torch.device | str, init_scale: float = 2.0**16) -> torch.amp.GradScaler:
     """Loss scaling for fp16 training (a disabled scaler, i.e. pass-through, otherwise)."""
-    return torch.amp.GradScaler(torch.device(device).type, enabled=amp_dtype(mode) is torch.float16)
+    return torch.amp.GradScaler(torch.device(device).type, init_scale=init_scale,
+                                enabled=amp_dtype(mode) is torch.float16)
 
 
 def prepare_model(model: nn.Module, amp: str = "none", compile: bool = False) -> nn.Module:
