@@ -14,6 +14,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 # BENCH_DEVICE=cpu: a smoke run of the scripts' own logic on the CPU with tiny models and sizes
 # (numbers meaningless); the real run uses the GPU.
 DEVICE = os.environ.get("BENCH_DEVICE", "cuda")

@@ -145,29 +145,8 @@ def bench_infer(out_dir: str, repeats: int = 2 if SMOKE else 10) -> None:
                                         "setup": "r50, one 360x640 clip, heads + top-10 masks (predict vis path)"})
 
 
-def _iou(a, b) -> float:
-    import pycocotools.mask as mask_util
-
-    union = mask_util.area(mask_util.merge([a, b], intersect=False))
-    return float(mask_util.area(mask_util.merge([a, b], intersect=True)) / union) if union else 1.0
-
-
-def agreement(ref: list[dict], got: list[dict]) -> dict[str, float]:
-    """Per video: same top-10 (class, rank) order? and mean mask IoU of the entries at equal ranks."""
-    same, ious = [], []
-    for vid in sorted({r["video_id"] for r in ref}):
-        a = sorted((r for r in ref if r["video_id"] == vid), key=lambda r: -r["score"])
-        b = sorted((r for r in got if r["video_id"] == vid), key=lambda r: -r["score"])
-        same.append([r["category_id"] for r in a] == [r["category_id"] for r in b])
-        for x, y in zip(a, b):
-            pairs = [_iou(p, q) for p, q in zip(x["segmentations"], y["segmentations"]) if p and q]
-            if pairs:
-                ious.append(sum(pairs) / len(pairs))
-    return {"videos_same_ranking": sum(same), "videos": len(same),
-            "mean_mask_iou": sum(ious) / max(len(ious), 1), "min_mask_iou": min(ious, default=1.0)}
-
-
 def bench_predict(out_dir: str, videos: int = 2 if SMOKE else 8, frames: int = 5 if SMOKE else 36) -> None:
+    from bench_vis_precision import agreement  # benchmarks/ (same measure as on the CPU)
     from seqformer.cli import main as cli
     from seqformer.data.synth_vis import generate_synthetic_vis
     from seqformer.models.build import build_model
@@ -195,6 +174,7 @@ def bench_predict(out_dir: str, videos: int = 2 if SMOKE else 8, frames: int = 5
             print(rows[-1], flush=True)
     agree = agreement(results[("pytorch", "none")], results[("triton", "bf16")])
     agree_fp32 = agreement(results[("pytorch", "none")], results[("triton", "none")])
+    agree.pop("per_video"), agree_fp32.pop("per_video")
     write_part(out_dir, "model_predict", {"status": "ok", "env": environment(), "rows": rows,
                                           "bf16_vs_fp32": agree, "triton_vs_pytorch_fp32": agree_fp32,
                                           "setup": f"{videos} synthetic videos x {frames} frames at 360x640, "
