@@ -140,6 +140,54 @@ def test_cpu_tensors_need_the_interpreter():
                                ms_deform_attn_pytorch(value, shapes, starts, loc, attw), rtol=0, atol=0)
 
 
+# ------------------------------------------------------------- compiled for a GPU, without one
+def _compile_for_hopper(fn, raw, pointer_types: dict[str, str]) -> str:
+    """PTX of ``fn`` built by Triton's real compiler for sm_90, as the JIT would specialise the r50 call.
+
+    The JIT marks integer arguments equal to 1 as constants and pointers / integers divisible by 16
+    as such; this does the same for the strides of contiguous r50 inputs (D = 32, M * D = 256).
+    """
+    import inspect
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    consts = {"N_LEVELS": 4, "N_POINTS": 4, "HEAD_DIM": 32, "BLOCK_Q": 32, "BLOCK_P": 4, "BLOCK_D": 32,
+              "sv_d": 1, "so_d": 1, "sg_d": 1, "sl_c": 1, "sa_p": 1}
+    names = list(inspect.signature(raw).parameters)
+    signature = {n: "constexpr" if n in consts else pointer_types.get(n, "i32") for n in names}
+    aligned = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
+               if n.endswith("_ptr") or (n[:3] in ("sv_", "sl_", "sa_", "so_", "sg_", "gv_") and n not in consts
+                                         and n[-1] in "nsqm")}
+    source = ASTSource(fn=fn, signature=signature, constexprs={k: v for k, v in consts.items() if k in names},
+                       attrs=aligned)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+def test_kernels_compile_for_hopper_with_vector_loads_and_atomics(dtype):
+    """Triton's compiler (not the interpreter) accepts both kernels for sm_90; value rows load 16 bytes at a
+    time and the value gradient is added with vector atomics (what makes the kernel fast on an H100/H200)."""
+    import re
+
+    import seqformer.ops.msda_triton as msda_triton
+
+    if msda_triton.INTERPRETED:
+        pytest.skip("this process runs triton interpreted (TRITON_INTERPRET=1)")
+    pytest.importorskip("triton.backends.nvidia", reason="triton without its NVIDIA backend")
+    ptrs = {"value_ptr": f"*{dtype}", "shapes_ptr": "*i64", "starts_ptr": "*i64", "loc_ptr": "*fp32",
+            "attw_ptr": "*fp32", "out_ptr": f"*{dtype}", "gout_ptr": f"*{dtype}", "gvalue_ptr": "*fp32",
+            "gloc_ptr": "*fp32", "gattw_ptr": "*fp32"}
+    forward = _compile_for_hopper(msda_triton._FORWARD, msda_triton._msda_forward, ptrs)
+    backward = _compile_for_hopper(msda_triton._BACKWARD, msda_triton._msda_backward, ptrs)
+    for ptx in (forward, backward):
+        loads = re.findall(r"ld\.global(?:\.[a-z0-9]+)*", ptx)
+        assert sum(".v4." in op for op in loads) >= 64, sorted(set(loads))
+    atomics = re.findall(r"atom\.global(?:\.[a-z0-9]+)*", backward)
+    assert atomics and all(".v4.f32" in op for op in atomics), sorted(set(atomics))
+
+
 # ---------------------------------------------------------------------------------- on a GPU
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -20,6 +20,8 @@ machine without a GPU (in a child process, see tests/test_msda_triton.py).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -168,13 +170,18 @@ _BACKWARD = triton.jit(_msda_backward)
 INTERPRETED = not isinstance(_FORWARD, triton.runtime.JITFunction)
 
 
-def _blocks(n_points: int, head_dim: int, device: torch.device) -> dict[str, int]:
+def _blocks(n_points: int, head_dim: int) -> dict[str, int]:
     block_p = triton.next_power_of_2(n_points)
     block_d = triton.next_power_of_2(head_dim)
     # ~4k float32 accumulators per program on the GPU; the interpreter prefers few, large programs
     budget = 1 << 16 if INTERPRETED else 1 << 12
     block_q = max(1, min(128, budget // (block_p * block_d)))
     return {"BLOCK_Q": triton.next_power_of_2(block_q), "BLOCK_P": block_p, "BLOCK_D": block_d}
+
+
+def _on(device: torch.device):
+    """Launch on the tensors' GPU (Triton uses the current CUDA device); nothing to do on the CPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _check(value, spatial_shapes, level_start_index, sampling_locations, attention_weights) -> None:
@@ -204,13 +211,14 @@ class _MSDeformAttnTriton(torch.autograd.Function):
         shapes = spatial_shapes.to(value.device, torch.int64).contiguous()
         starts = level_start_index.to(value.device, torch.int64).contiguous()
         out = value.new_empty(n, lq, m, d)
-        blocks = _blocks(n_points, d, value.device)
+        blocks = _blocks(n_points, d)
         grid = (n * triton.cdiv(lq, blocks["BLOCK_Q"]), m)
         if out.numel():
-            _FORWARD[grid](
-                value, shapes, starts, sampling_locations, attention_weights, out,
-                lq, m, *value.stride(), *sampling_locations.stride(), *attention_weights.stride(), *out.stride(),
-                N_LEVELS=n_levels, N_POINTS=n_points, HEAD_DIM=d, **blocks)
+            with _on(value.device):
+                _FORWARD[grid](
+                    value, shapes, starts, sampling_locations, attention_weights, out,
+                    lq, m, *value.stride(), *sampling_locations.stride(), *attention_weights.stride(), *out.stride(),
+                    N_LEVELS=n_levels, N_POINTS=n_points, HEAD_DIM=d, **blocks)
         ctx.save_for_backward(value, shapes, starts, sampling_locations, attention_weights)
         return out.view(n, lq, m * d)
 
@@ -219,17 +227,18 @@ class _MSDeformAttnTriton(torch.autograd.Function):
         value, shapes, starts, loc, attw = ctx.saved_tensors
         n, s, m, d = value.shape
         _, lq, _, n_levels, n_points, _ = loc.shape
-        gout = grad_out.view(n, lq, m, d)
+        gout = grad_out.reshape(n, lq, m, d)
         gvalue = torch.zeros(n, s, m, d, dtype=torch.float32, device=value.device)
         gloc = torch.empty(loc.shape, dtype=torch.float32, device=value.device)
         gattw = torch.empty(attw.shape, dtype=torch.float32, device=value.device)
-        blocks = _blocks(n_points, d, value.device)
+        blocks = _blocks(n_points, d)
         grid = (n * triton.cdiv(lq, blocks["BLOCK_Q"]), m)
         if gloc.numel():
-            _BACKWARD[grid](
-                value, shapes, starts, loc, attw, gout, gvalue, gloc, gattw,
-                lq, m, *value.stride(), *loc.stride(), *attw.stride(), *gout.stride(), *gvalue.stride()[:3],
-                N_LEVELS=n_levels, N_POINTS=n_points, HEAD_DIM=d, **blocks)
+            with _on(value.device):
+                _BACKWARD[grid](
+                    value, shapes, starts, loc, attw, gout, gvalue, gloc, gattw,
+                    lq, m, *value.stride(), *loc.stride(), *attw.stride(), *gout.stride(), *gvalue.stride()[:3],
+                    N_LEVELS=n_levels, N_POINTS=n_points, HEAD_DIM=d, **blocks)
         return gvalue.to(value.dtype), None, None, gloc.to(loc.dtype), gattw.to(attw.dtype)
 
 
