@@ -8,6 +8,10 @@ same top-10 ranking (category ids in score order), and the mask IoU of the entri
 (mean over frames); plus how many ranks are separated from their neighbours by more than the
 largest score change, where bf16 cannot reorder them.
 
+The results files carry no query index, so equal ranks of near-tied scores (random weights give
+many) may hold different queries; :func:`same_query_agreement` therefore also compares the masks of
+the same queries, rendered in each precision.
+
 Usage: ``python benchmarks/bench_vis_precision.py [--videos 6] [--frames 12] [--threads 2] [-- key=value ...]``.
 """
 from __future__ import annotations
@@ -62,6 +66,46 @@ def agreement(ref: list[dict], got: list[dict]) -> dict:
             "of_those_same_category": separated_same, "per_video": per_video}
 
 
+def same_query_agreement(model, images, annotations, short_side: int = 360) -> dict:
+    """Model-level view of the same videos: top-10 (query, class) pairs of float32 vs bf16, and the IoU of
+    the binary masks of the *same* queries (the float32 top-10) rendered in each precision.
+
+    ``predict vis`` results carry no query index, so with near-tied scores equal ranks can hold
+    different queries; this separates precision effects on the masks from such swaps.
+    """
+    import copy
+
+    import torch.nn.functional as F
+
+    from seqformer.engine import precision
+    from seqformer.engine.predict_vis import load_frames, read_videos
+    from seqformer.utils.clip_batch import clip_batch_from_tensor
+
+    half = precision.prepare_model(copy.deepcopy(model), "bf16")
+    same_pairs, same_set, ious = 0, 0, []
+    videos = read_videos(annotations)
+    for video in videos:
+        frames, size = load_frames(images, video, short_side)
+        samples = clip_batch_from_tensor(frames)
+        pairs, rendered = {}, {}
+        for name, m, amp in (("fp32", model, "none"), ("bf16", half, "bf16")):
+            with torch.no_grad(), precision.autocast(amp, "cpu"):
+                heads = m.detr.forward_heads(samples)
+                logits = heads.logits[-1][0]
+                flat = torch.topk(logits.sigmoid().flatten(), 10).indices
+                pairs[name] = [(int(i) // logits.shape[-1], int(i) % logits.shape[-1]) for i in flat]
+                queries = torch.tensor(sorted({q for q, _ in pairs["fp32"]}))
+                masks = m.render_masks(heads, len(heads.logits) - 1, [queries], torch.tensor([frames.shape[-2:]]))[0]
+            rendered[name] = F.interpolate(masks.float(), size, mode="bilinear").sigmoid() > 0.5  # [n, T, H, W]
+        same_pairs += pairs["fp32"] == pairs["bf16"]
+        same_set += set(pairs["fp32"]) == set(pairs["bf16"])
+        inter = (rendered["fp32"] & rendered["bf16"]).flatten(2).sum(-1).float()
+        union = (rendered["fp32"] | rendered["bf16"]).flatten(2).sum(-1).float()
+        ious += torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean(1).tolist()
+    return {"videos": len(videos), "videos_same_top10_pairs_in_order": same_pairs, "videos_same_top10_pairs": same_set,
+            "mean_mask_iou_same_queries": sum(ious) / max(len(ious), 1), "min_mask_iou_same_queries": min(ious, default=1.0)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=6)
@@ -76,7 +120,7 @@ def main() -> None:
     from seqformer.data.synth_vis import generate_synthetic_vis
     from seqformer.models.build import build_model
 
-    results, seconds = {}, {}
+    results, seconds, model_level = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = generate_synthetic_vis(root / "data", num_train_videos=1, num_val_videos=args.videos,
@@ -92,10 +136,14 @@ def main() -> None:
                         "--out", str(out), "--device", "cpu", f"eval.amp={amp}", *args.overrides]) == 0
             seconds[amp] = time.perf_counter() - t0
             results[amp] = json.loads(out.read_text())
+        cfg = load_config(args.config, args.overrides)
+        model.eval()
+        model_level = same_query_agreement(model, paths["valid_images"], paths["valid_ann"], cfg.data.val_short_side)
     report = agreement(results["none"], results["bf16"])
     print(json.dumps({k: v for k, v in report.items() if k != "per_video"}, indent=1))
     for v in report["per_video"]:
         print(v)
+    print("same queries:", json.dumps(model_level))
     print(f"predict vis, {args.videos} videos x {args.frames} frames: float32 {seconds['none']:.1f} s, "
           f"bf16 {seconds['bf16']:.1f} s ({seconds['none'] / seconds['bf16']:.2f}x); "
           f"load average {os.getloadavg()[0]:.1f}, {args.threads} threads")
