@@ -17,6 +17,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from seqformer.errors import SeqFormerError
+from seqformer.ops import available_backends
 
 
 @dataclass
@@ -44,7 +45,7 @@ class ModelConfig:
     mask_out_stride: int = 4
     mask_channels: int | None = None  # mask feature channels; None = hidden_dim // 32 (original: 8)
     aux_loss: bool = True
-    msda_impl: str = "auto"  # auto | pytorch | <registered backend>
+    msda_impl: str = "auto"  # auto (triton on CUDA when it imports, else pytorch) | pytorch | triton | cuda-op
     # 3-D (CSN) backbone options for action detection
     csn_temporal_strides: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
     csn_last_stride: bool = False  # layer4 spatial stride 2 (True) or 1 (fork default)
@@ -157,7 +158,8 @@ class TrainConfig:
     val_freq: int = 1
     log_every: int = 20
     max_iters_per_epoch: int | None = None  # for smoke tests
-    amp: bool = False
+    amp: str = "none"  # none | bf16 | fp16 (fp16 with loss scaling); see seqformer.engine.precision
+    compile: bool = False  # torch.compile the transformer layers and mask FPN (first steps compile)
     find_unused_parameters: bool = True
 
 
@@ -176,6 +178,8 @@ class EvalConfig:
     tube_link_iou: float = 0.5  # a tubelet extends a tube of its label when the mean box IoU of shared frames >= this (MOC: 0.5)
     tube_presence_threshold: float = 0.5  # tube ends are trimmed to frames whose mean presence reaches this
     tube_frame_nms: float = 0.6  # per-frame, per-label NMS of the frame detections (MOC: 0.6); 1 = off
+    amp: str = "none"  # none | bf16 | fp16 autocast for prediction; none = float32, the exact reference
+    compile: bool = False  # torch.compile the transformer layers and mask FPN for prediction
 
 
 @dataclass
@@ -197,6 +201,8 @@ class ConfigError(SeqFormerError, ValueError):
 
 # Backbones built from scratch by design: a model.backbone_weights file would be silently ignored.
 BACKBONES_WITHOUT_WEIGHTS = ("tiny",)
+AMP_MODES = ("none", "bf16", "fp16")
+MSDA_IMPLS = ("auto", "pytorch", "triton", "cuda-op")
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -235,10 +241,19 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     return value
 
 
+# options whose type changed: old values (e.g. in configs saved inside checkpoints) -> new ones
+_LEGACY_VALUES: dict[tuple[str, str], dict[Any, Any]] = {
+    ("TrainConfig", "amp"): {False: "none", True: "fp16"},  # was a bool: CUDA float16 autocast + GradScaler
+}
+
+
 def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
     hints = get_type_hints(type(obj))
     names = {f.name for f in fields(obj)}
     for key, value in data.items():
+        legacy = _LEGACY_VALUES.get((type(obj).__name__, key))
+        if legacy and isinstance(value, bool) and value in legacy:
+            value = legacy[value]
         if key not in names:
             raise ConfigError(f"{where}: unknown option {key!r} (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
@@ -332,6 +347,11 @@ def validate(cfg: Config) -> None:
                           "or model.mask_channels set")
     if m.num_frames < 1 or m.num_queries < 1 or m.num_classes < 1:
         raise ConfigError("num_frames, num_queries and num_classes must be positive")
+    for where, amp in (("train.amp", cfg.train.amp), ("eval.amp", cfg.eval.amp)):
+        if amp not in AMP_MODES:
+            raise ConfigError(f"{where} must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if m.msda_impl not in MSDA_IMPLS and m.msda_impl not in available_backends():
+        raise ConfigError(f"model.msda_impl must be one of {', '.join(MSDA_IMPLS)}, got {m.msda_impl!r}")
     if cfg.loss.box_cost not in ("l1", "l2"):
         raise ConfigError("loss.box_cost must be 'l1' or 'l2'")
     for name in ("lr", "lr_backbone", "lr_linear_proj_mult", "weight_decay", "clip_max_norm"):

@@ -97,3 +97,29 @@ def test_registry_dispatch_and_errors():
     assert "test_doubled" not in available_backends()
     with pytest.raises(ValueError, match="unknown"):
         ms_deform_attn(value, shapes, starts, loc, attw, impl="nope")
+
+
+def test_cuda_op_backend_matches_pytorch_or_reports_unavailable():
+    """``impl="cuda-op"`` (torch-ms-deform-attn, optional) equals the pure-PyTorch path, or says why it is missing."""
+    import importlib.util
+
+    value, shapes, starts, loc, attw = _inputs(torch.float32)
+    if importlib.util.find_spec("torch_ms_deform_attn") is None:
+        with pytest.raises(RuntimeError, match="'cuda-op' is not available: ModuleNotFoundError"):
+            ms_deform_attn(value, shapes, starts, loc, attw, impl="cuda-op")
+        return
+    inputs = [t.clone().requires_grad_(True) for t in (value, loc, attw)]
+    out = ms_deform_attn(inputs[0], shapes, starts, inputs[1], inputs[2], impl="cuda-op")
+    ref = ms_deform_attn_pytorch(value, shapes, starts, loc, attw)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out.square().sum(), inputs)
+    ref_inputs = [t.clone().requires_grad_(True) for t in (value, loc, attw)]
+    ref_grads = torch.autograd.grad(ms_deform_attn_pytorch(ref_inputs[0], shapes, starts, *ref_inputs[1:]).square().sum(),
+                                    ref_inputs)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # mixed precision: bfloat16 value, float32 locations and weights -> bfloat16 result
+    mixed = ms_deform_attn(value.bfloat16(), shapes, starts, loc, attw, impl="cuda-op")
+    assert mixed.dtype == torch.bfloat16
+    torch.testing.assert_close(mixed.float(), ref, rtol=2**-7, atol=2e-2)
+    assert "cuda-op" not in available_backends()[:1]  # never preferred by "auto"

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from seqformer.config import Config, save_config
 from seqformer.engine import checkpoint as ckpt_io
+from seqformer.engine import precision
 from seqformer.engine.distributed import DistInfo, all_gather_objects, barrier, init_distributed, reduce_mean
 from seqformer.engine.loader import EpochLoader, derive_seed, seed_everything
 from seqformer.engine.logger import RunLogger
@@ -122,10 +123,8 @@ class Trainer:
             raise TypeError(f"task {task.name!r}: the criterion has no weight_dict dict attribute")
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_lr_scheduler(self.optimizer, cfg.optim)
-        self.amp = cfg.train.amp and self.device.type == "cuda"
-        if cfg.train.amp and not self.amp:
-            log.warning("train.amp needs CUDA; training in float32 on %s", self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = precision.grad_scaler(cfg.train.amp, self.device)  # fp16 only
+        precision.prepare_model(self.model, cfg.train.amp, cfg.train.compile)
         self.loader = EpochLoader(task.build_dataset(cfg, "train"), task.collate_fn, cfg.optim.batch_size,
                                   cfg.data.num_workers, cfg.train.seed, self.info,
                                   pin_memory=self.device.type == "cuda")
@@ -236,9 +235,9 @@ class Trainer:
                 continue
             inputs = inputs.to(self.device, non_blocking=True)
             targets = move_targets(targets, self.device)
-            with torch.autocast(device_type=self.device.type, enabled=self.amp):
+            with precision.autocast(self.cfg.train.amp, self.device):
                 outputs = self.ddp_model(inputs, targets)
-                loss_dict = self.criterion(outputs, targets)
+            loss_dict = self.criterion(outputs, targets)  # float32: the model's heads are (precision.py)
             loss = weighted_total(loss_dict, weight_dict)
             # Reduce before backward: every rank sees the same values, so a non-finite loss stops all ranks together.
             reduced = reduce_mean({**loss_dict, "loss": loss}, self.device)
@@ -302,7 +301,7 @@ class Trainer:
     def evaluate(self, epoch: int) -> dict[str, float]:
         """Run the task's evaluation on every rank with the unwrapped model; metrics come from rank 0."""
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), precision.autocast(self.cfg.eval.amp, self.device):
             metrics = self.task.evaluate(self.model, self.cfg, self.device, str(self.output_dir), epoch)
         self.model.train()
         return {k: float(v) for k, v in (metrics or {}).items()}

@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import nn
 
-from seqformer.models.layers import MLP, tube_descriptor
+from seqformer.models.layers import MLP, float32, full_precision, tube_descriptor
 from seqformer.models.video_detr import VideoDETR, _prior_bias
 from seqformer.structures import ClipBatch
 
@@ -51,7 +51,10 @@ class ActionSeqFormer(nn.Module):
         boxes are then repeated so that frame index ``t`` of the clip is always valid.
         """
         heads = self.detr.forward_heads(samples)
-        t_in = samples.tensors.shape[1]
+        with full_precision(heads.logits[0]):  # heads in float32, as VideoDETR.forward_heads
+            return self._heads(heads, samples.tensors.shape[1])
+
+    def _heads(self, heads, t_in: int) -> dict:
         layers = []
         for lvl, (logits, boxes) in enumerate(zip(heads.logits, heads.boxes)):
             t_out = boxes.shape[1]
@@ -60,11 +63,11 @@ class ActionSeqFormer(nn.Module):
             if self.tube_features:
                 if t_in != self.num_frames:
                     raise ValueError(f"model built for {self.num_frames}-frame clips, got {t_in} frames")
-                hs = heads.transformer.hs[lvl] + self.tube_embed(tube_descriptor(boxes.detach()))
+                hs = float32(heads.transformer.hs[lvl]) + self.tube_embed(tube_descriptor(boxes.detach()))
                 logits = self.detr.class_embed[lvl](hs)
             out = {"pred_logits": logits, "pred_boxes": boxes}
             if self.actor_score:
-                out["pred_actor"] = self.actor_embed[lvl](heads.transformer.hs[lvl])
+                out["pred_actor"] = self.actor_embed[lvl](float32(heads.transformer.hs[lvl]))
             layers.append(out)
         outputs = dict(layers[-1])
         if self.detr.aux_loss:

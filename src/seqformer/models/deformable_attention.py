@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import constant_, xavier_uniform_
 
+from seqformer.models.layers import float32, full_precision
 from seqformer.ops import ms_deform_attn
 
 
@@ -75,18 +76,22 @@ class MSDeformAttn(nn.Module):
         if padding_mask is not None:
             value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(b * t, s, m, c // m)
-        offsets = self.sampling_offsets(query).view(b, -1, lq, m, n_l, n_p, 2)
-        weights = self.attention_weights(query).view(b, -1, lq, m, n_l * n_p)
-        weights = F.softmax(weights, -1).view(b, -1, lq, m, n_l, n_p)
-        offsets = offsets.expand(b, t, *offsets.shape[2:]).reshape(b * t, lq, m, n_l, n_p, 2)
-        weights = weights.expand(b, t, *weights.shape[2:]).reshape(b * t, lq, m, n_l, n_p)
-        ref = reference_points.reshape(b * t, lq, n_l, reference_points.shape[-1])
-        if ref.shape[-1] == 2:
-            normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
-            loc = ref[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        elif ref.shape[-1] == 4:
-            loc = ref[:, :, None, :, None, :2] + offsets / n_p * ref[:, :, None, :, None, 2:] * 0.5
-        else:
-            raise ValueError(f"reference points must end in 2 or 4 coordinates, got {ref.shape[-1]}")
-        out = ms_deform_attn(value, spatial_shapes, level_start_index, loc, weights, impl=self.impl)
+        offsets = self.sampling_offsets(query)
+        weights = self.attention_weights(query)
+        # Under autocast the projections above run in half precision; locations, softmax weights and
+        # the sampling itself stay float32 (``value`` may stay half: every backend accumulates in float32).
+        with full_precision(value):
+            offsets = float32(offsets).view(b, -1, lq, m, n_l, n_p, 2)
+            weights = F.softmax(float32(weights).view(b, -1, lq, m, n_l * n_p), -1).view(b, -1, lq, m, n_l, n_p)
+            offsets = offsets.expand(b, t, *offsets.shape[2:]).reshape(b * t, lq, m, n_l, n_p, 2)
+            weights = weights.expand(b, t, *weights.shape[2:]).reshape(b * t, lq, m, n_l, n_p)
+            ref = float32(reference_points).reshape(b * t, lq, n_l, reference_points.shape[-1])
+            if ref.shape[-1] == 2:
+                normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
+                loc = ref[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+            elif ref.shape[-1] == 4:
+                loc = ref[:, :, None, :, None, :2] + offsets / n_p * ref[:, :, None, :, None, 2:] * 0.5
+            else:
+                raise ValueError(f"reference points must end in 2 or 4 coordinates, got {ref.shape[-1]}")
+            out = ms_deform_attn(value, spatial_shapes, level_start_index, loc, weights, impl=self.impl)
         return out.view(b, t, lq, c)

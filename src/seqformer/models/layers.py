@@ -1,4 +1,4 @@
-"""Small building blocks shared by the SeqFormer heads."""
+"""Small building blocks shared by the SeqFormer heads, and the float32 islands used under autocast."""
 from __future__ import annotations
 
 import torch
@@ -38,3 +38,22 @@ def tube_descriptor(boxes: torch.Tensor) -> torch.Tensor:
     rel = torch.cat([(boxes[..., :2] - mean[..., :2]) / mean[..., 2:].clamp(min=1e-4),
                      torch.log(wh / mean[..., 2:].clamp(min=1e-4))], -1)
     return rel.permute(0, 2, 1, 3).flatten(2)
+
+
+def float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is half/bfloat16 (float64 stays float64, for gradient checks)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def full_precision(x: torch.Tensor) -> torch.autocast:
+    """Autocast switched off on ``x``'s device: ops inside run in their inputs' dtype (cast them with :func:`float32`).
+
+    Used under ``train.amp`` / ``eval.amp`` where half precision loses what matters
+    (docs/benchmarks.md, "Mixed precision"): deformable sampling locations and softmax weights
+    (a bfloat16 location in [0, 1] is off by up to 2**-9, a sixth of a pixel at 80 columns), the
+    class / box heads (score ties would reorder the top-k; boxes drive the matcher and the next
+    layer's reference points), the dynamic mask head (its convolution weights are predicted) and
+    the matcher and losses.  Everything else (backbone, projections, feed-forward layers, the
+    mask FPN) runs in the autocast dtype.
+    """
+    return torch.autocast(x.device.type, enabled=False)

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.init import constant_, normal_, xavier_uniform_
 
 from seqformer.models.deformable_attention import MSDeformAttn
-from seqformer.models.layers import inverse_sigmoid
+from seqformer.models.layers import float32, full_precision, inverse_sigmoid
 
 
 @dataclass
@@ -137,7 +137,7 @@ class Encoder(nn.Module):
 
     def forward(self, src, spatial_shapes, level_start_index, valid_ratios, pos, padding_mask):
         t = src.shape[1]
-        ref = self.reference_points(spatial_shapes, valid_ratios).to(src.dtype)
+        ref = self.reference_points(spatial_shapes, valid_ratios).to(torch.promote_types(src.dtype, torch.float32))
         ref = ref[:, None].expand(-1, t, -1, -1, -1)
         for layer in self.layers:
             src = layer(src, pos, ref, spatial_shapes, level_start_index, padding_mask)
@@ -158,12 +158,13 @@ class Decoder(nn.Module):
             ref_input = reference_points[:, :, :, None] * scale[:, None, None]
             output, output_box = layer(output, output_box, query_pos, ref_input, memory, spatial_shapes, level_start_index, padding_mask)
             if self.bbox_embed is not None:
-                tmp = self.bbox_embed[lid](output_box)
-                if reference_points.shape[-1] == 4:
-                    new_ref = tmp + inverse_sigmoid(reference_points)
-                else:
-                    new_ref = torch.cat([tmp[..., :2] + inverse_sigmoid(reference_points), tmp[..., 2:]], -1)
-                reference_points = new_ref.sigmoid().detach()
+                with full_precision(output_box):  # the next layer's reference points (see layers.full_precision)
+                    tmp = self.bbox_embed[lid](float32(output_box))
+                    if reference_points.shape[-1] == 4:
+                        new_ref = tmp + inverse_sigmoid(reference_points)
+                    else:
+                        new_ref = torch.cat([tmp[..., :2] + inverse_sigmoid(reference_points), tmp[..., 2:]], -1)
+                    reference_points = new_ref.sigmoid().detach()
             hs.append(output)
             hs_box.append(output_box)
             refs.append(reference_points)
@@ -234,7 +235,8 @@ class DeformableTransformer(nn.Module):
         query_pos, tgt = torch.split(query_embed, c, dim=1)
         query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
         tgt = tgt.unsqueeze(0).expand(b, -1, -1)
-        init_reference = self.reference_points(query_pos).sigmoid().unsqueeze(1).repeat(1, t, 1, 1)
+        with full_precision(query_pos):
+            init_reference = self.reference_points(float32(query_pos)).sigmoid().unsqueeze(1).repeat(1, t, 1, 1)
         hs, hs_box, inter_references = self.decoder(
             tgt, init_reference, memory, spatial_shapes, level_start_index, valid_ratios, query_pos, mask_flat
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seqformer.models.layers import MLP, inverse_sigmoid
+from seqformer.models.layers import MLP, float32, full_precision, inverse_sigmoid
 from seqformer.models.transformer import DeformableTransformer, TransformerOutput
 from seqformer.structures import ClipBatch, interpolate_mask
 
@@ -116,19 +116,21 @@ class VideoDETR(nn.Module):
         return self.transformer(srcs, masks, poses, self.query_embed.weight)
 
     def forward_heads(self, samples: ClipBatch) -> HeadOutputs:
+        """Class logits, boxes and references of every decoder layer; the heads run in float32 (under autocast too)."""
         out = self.forward_transformer(samples)
         logits, boxes, refs = [], [], []
-        for lvl in range(out.hs.shape[0]):
-            ref = out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
-            ref = inverse_sigmoid(ref)
-            tmp = self.bbox_embed[lvl](out.hs_box[lvl])
-            if ref.shape[-1] == 4:
-                tmp = tmp + ref
-            else:
-                tmp = torch.cat([tmp[..., :2] + ref, tmp[..., 2:]], -1)
-            logits.append(self.class_embed[lvl](out.hs[lvl]))
-            boxes.append(tmp.sigmoid())
-            refs.append(ref)
+        with full_precision(out.hs):
+            for lvl in range(out.hs.shape[0]):
+                ref = out.init_reference if lvl == 0 else out.inter_references[lvl - 1]
+                ref = inverse_sigmoid(float32(ref))
+                tmp = self.bbox_embed[lvl](float32(out.hs_box[lvl]))
+                if ref.shape[-1] == 4:
+                    tmp = tmp + ref
+                else:
+                    tmp = torch.cat([tmp[..., :2] + ref, tmp[..., 2:]], -1)
+                logits.append(self.class_embed[lvl](float32(out.hs[lvl])))
+                boxes.append(tmp.sigmoid())
+                refs.append(ref)
         return HeadOutputs(logits, boxes, refs, out)
 
 

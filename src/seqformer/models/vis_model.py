@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from seqformer.models.layers import MLP
+from seqformer.models.layers import MLP, float32, full_precision
 from seqformer.models.mask_head import MaskHeadSmallConv, dynamic_mask_logits, dynamic_param_sizes
 from seqformer.models.video_detr import HeadOutputs, VideoDETR, level_maps, unpadded_sizes
 from seqformer.structures import ClipBatch
@@ -69,7 +69,11 @@ class SeqFormer(nn.Module):
         """
         if mask_feats is None:
             mask_feats = self._mask_features(heads)
-        params = self.controller(heads.transformer.hs[layer])  # [B, Q, P]
+        with full_precision(mask_feats):  # predicted conv weights: float32 (see layers.full_precision)
+            return self._render(heads, layer, query_indices, image_sizes, float32(mask_feats))
+
+    def _render(self, heads, layer, query_indices, image_sizes, mask_feats) -> list[torch.Tensor]:
+        params = self.controller(float32(heads.transformer.hs[layer]))  # [B, Q, P]
         ref_xy = heads.references[layer][..., :2].sigmoid()  # [B, T, Q, 2]
         results = []
         for b, q_idx in enumerate(query_indices):
@@ -100,7 +104,8 @@ class SeqFormer(nn.Module):
             if render:
                 if self.matcher is None:
                     raise RuntimeError("SeqFormer.forward with targets needs model.matcher to be set")
-                indices = self.matcher(out, targets)
+                with full_precision(out["pred_logits"]):  # heads are float32 already
+                    indices = self.matcher(out, targets)
                 out["indices"] = indices
                 out["pred_masks"] = self.render_masks(heads, lvl, [src for src, _ in indices], sizes, mask_feats)
             layers.append(out)

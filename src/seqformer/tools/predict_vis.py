@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from seqformer.config import load_config
+from seqformer.engine import precision
 from seqformer.engine.distributed import resolve_device
 from seqformer.engine.task import get_task
 from seqformer.engine.threads import describe, set_num_threads, threads_help
@@ -40,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     model = get_task("vis").build_model(cfg)
     load_model_weights(model, args.weights)
     model.to(device).eval()
-    per_video = predict_videos(model, cfg, device, args.images, args.annotations, progress=True)
+    precision.prepare_model(model, cfg.eval.amp, cfg.eval.compile)
+    with precision.autocast(cfg.eval.amp, device):
+        per_video = predict_videos(model, cfg, device, args.images, args.annotations, progress=True)
     results = [entry for _, entries in per_video for entry in entries]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
