@@ -7,7 +7,7 @@ training or a test suite).  Settings: 1 thread, the cores available to the proce
 ``os.sched_getaffinity``) and ``--oversubscribe`` times that (what torch's default does on a host whose
 physical core count exceeds what this process may use, or what several processes x default threads do).
 Prints seconds per iteration (first 3 iterations excluded as warm-up; the median over ``--repeats``
-interleaved rounds), the ratio to the default setting measured in the same run, and the load averages
+interleaved rounds, the slower one of two), the ratio to the default setting measured in the same run, and the load averages
 before and after: the machine may be shared.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_threads.py --iters 20
