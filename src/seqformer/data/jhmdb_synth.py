@@ -44,9 +44,9 @@ LAYOUTS = {  # layout -> (frames folder, frame pattern, ground-truth file, numbe
 
 @dataclass
 class SynthJhmdbConfig:
-    num_videos: int = 60  # split s tests the videos i with i % 3 == s - 1 and trains on the others
-    min_frames: int = 12  # many short videos rather than few long ones: an actor's texture stays with its
-    max_frames: int = 20  # class for the whole tube, so few actors per class would let a model memorise textures
+    num_videos: int = 30  # split s tests the videos i with i % 3 == s - 1 and trains on the others
+    min_frames: int = 24
+    max_frames: int = 36
     height: int = 96
     width: int = 160
     max_actors: int = 2

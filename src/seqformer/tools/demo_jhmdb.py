@@ -20,7 +20,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "configs" / "jhmdb" / "tiny_synth
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo_jhmdb", help="folder for data, checkpoints, detections, metrics")
     parser.add_argument("--config", default=str(CONFIG), help="tube-detection config to train")
-    parser.add_argument("--videos", type=int, default=60, help="synthetic videos (a third are split 1's test set)")
+    parser.add_argument("--videos", type=int, default=30, help="synthetic videos (a third are split 1's test set)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (line-oriented output for logs)")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
