@@ -87,8 +87,8 @@ class MSDeformAttn(nn.Module):
             weights = weights.expand(b, t, *weights.shape[2:]).reshape(b * t, lq, m, n_l, n_p)
             ref = float32(reference_points).reshape(b * t, lq, n_l, reference_points.shape[-1])
             if ref.shape[-1] == 2:
-                normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
-                loc = ref[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+                normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
+                loc = torch.addcdiv(ref[:, :, None, :, None, :], offsets, normalizer[None, None, None, :, None, :])
             elif ref.shape[-1] == 4:
                 loc = ref[:, :, None, :, None, :2] + offsets / n_p * ref[:, :, None, :, None, 2:] * 0.5
             else:

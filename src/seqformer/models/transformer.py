@@ -82,9 +82,13 @@ class DecoderLayer(nn.Module):
 
     @staticmethod
     def _self_attention(attn: nn.MultiheadAttention, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Sequence-first MHA with q = k = x + pos and v = x; x is [N, Q, C]."""
-        q = (x + pos).transpose(0, 1)
-        return attn(q, q, x.transpose(0, 1))[0].transpose(0, 1)
+        """Sequence-first MHA with q = k = x + pos and v = x; x is [N, Q, C].
+
+        The inputs are made contiguous: a transposed view makes the input projection a batched
+        matmul against the weight expanded per query (300 copies of 256x256 per call on the CPU).
+        """
+        q = (x + pos).transpose(0, 1).contiguous()
+        return attn(q, q, x.transpose(0, 1).contiguous())[0].transpose(0, 1)
 
     def forward(self, tgt, tgt_box, query_pos, reference_points, memory, spatial_shapes, level_start_index, padding_mask):
         """tgt [B,Q,C]; tgt_box [B,Q,C] before the first layer, else [B,T,Q,C]; returns both updated."""

@@ -62,6 +62,10 @@ class FrozenBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
         shift = self.bias - self.running_mean * scale
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # under autocast: stay in the convolutions' dtype (a float32 result would be cast back by the
+            # next convolution, two extra passes over the largest activations of the model)
+            return torch.addcmul(shift.to(x.dtype).view(1, -1, 1, 1), x, scale.to(x.dtype).view(1, -1, 1, 1))
         return x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:
