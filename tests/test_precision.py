@@ -12,8 +12,8 @@ import yaml
 import seqformer.models.deformable_attention as deformable_attention
 from seqformer.cli import main
 from seqformer.config import ConfigError, config_from_dict, load_config
-from seqformer.engine import precision
 from seqformer.data.synth_vis import generate_synthetic_vis
+from seqformer.engine import precision
 from seqformer.engine.trainer import weighted_total
 from seqformer.models.build import build_model
 from seqformer.tasks.vis import VISTask

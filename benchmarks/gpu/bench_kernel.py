@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from _common import DEVICE, SMOKE, cuda_time, environment, r50_levels, skip_without_cuda, write_part
 
 
@@ -50,9 +49,7 @@ def run_case(impl: str, inputs, dtype: torch.dtype, backward: bool):
 def main(out_dir: str) -> None:
     if skip_without_cuda(out_dir, "kernel"):
         return
-    from seqformer.ops import available_backends
-
-    from seqformer.ops import msda
+    from seqformer.ops import available_backends, msda
 
     available_backends(load_optional=True)
     # a backend counts when it takes this device's tensors (on the CPU: pytorch, cuda-op if built)

@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import DEVICE, SMOKE, environment, peak_memory_gb, reset_peak_memory, skip_without_cuda, sync, write_part
-
 
 TINY = ["model.backbone=tiny", "model.hidden_dim=64", "model.nheads=4", "model.dim_feedforward=128",
         "model.enc_layers=1", "model.dec_layers=2", "model.num_queries=12"]
@@ -147,6 +145,7 @@ def bench_infer(out_dir: str, repeats: int = 2 if SMOKE else 10) -> None:
 
 def bench_predict(out_dir: str, videos: int = 2 if SMOKE else 8, frames: int = 5 if SMOKE else 36) -> None:
     from bench_vis_precision import agreement  # benchmarks/ (same measure as on the CPU)
+
     from seqformer.cli import main as cli
     from seqformer.data.synth_vis import generate_synthetic_vis
     from seqformer.models.build import build_model
