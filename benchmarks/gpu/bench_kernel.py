@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from _common import DEVICE, SMOKE, cuda_time, environment, r50_levels, skip_without_cuda, write_part
 
 

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from _common import DEVICE, SMOKE, environment, peak_memory_gb, reset_peak_memory, skip_without_cuda, sync, write_part
 
 TINY = ["model.backbone=tiny", "model.hidden_dim=64", "model.nheads=4", "model.dim_feedforward=128",

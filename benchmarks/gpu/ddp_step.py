@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
 from _common import DEVICE, REPO, environment, skip_without_cuda, write_part
 
 

@@ -16,10 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
+from msda_triton_cases import make_case, run_triton
 
 from seqformer.ops import ms_deform_attn, ms_deform_attn_pytorch
 
-from msda_triton_cases import make_case, run_triton
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
