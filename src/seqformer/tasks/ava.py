@@ -17,23 +17,17 @@ from seqformer.data.collate import collate_ava
 from seqformer.engine.distributed import gather_in_order
 from seqformer.inference.ava import Row, predict_keyframes, write_rows
 from seqformer.models.ava_criterion import SetCriterionAVA, build_ava_criterion
-from seqformer.models.ava_matcher import HungarianMatcherAVA, build_ava_matcher
+from seqformer.models.ava_matcher import build_ava_matcher
 from seqformer.models.ava_model import ActionSeqFormer
 from seqformer.models.build import build_video_detr
+from seqformer.tasks.base import MatchedTask
 
 
-class AVATask:
+class AVATask(MatchedTask):
     name = "ava"
     best_metric = "mAP"
 
-    def __init__(self) -> None:
-        self._matcher: HungarianMatcherAVA | None = None
-
-    def matcher(self, cfg: Config) -> HungarianMatcherAVA:
-        """The one matcher instance of this task (the criterion matches; the model does not)."""
-        if self._matcher is None:
-            self._matcher = build_ava_matcher(cfg)
-        return self._matcher
+    build_matcher = staticmethod(build_ava_matcher)
 
     def build_model(self, cfg: Config) -> ActionSeqFormer:
         m = cfg.model

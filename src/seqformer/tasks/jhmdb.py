@@ -20,22 +20,16 @@ from seqformer.engine.distributed import gather_in_order
 from seqformer.inference.jhmdb import VideoPrediction, predict_tubes, write_predictions
 from seqformer.models.build import build_video_detr
 from seqformer.models.tube_criterion import SetCriterionTube, build_tube_criterion
-from seqformer.models.tube_matcher import HungarianMatcherTube, build_tube_matcher
+from seqformer.models.tube_matcher import build_tube_matcher
 from seqformer.models.tube_model import TubeSeqFormer
+from seqformer.tasks.base import MatchedTask
 
 
-class JhmdbTask:
+class JhmdbTask(MatchedTask):
     name = "jhmdb"
     best_metric = "frame_mAP"
 
-    def __init__(self) -> None:
-        self._matcher: HungarianMatcherTube | None = None
-
-    def matcher(self, cfg: Config) -> HungarianMatcherTube:
-        """The one matcher instance of this task (the criterion matches; the model does not)."""
-        if self._matcher is None:
-            self._matcher = build_tube_matcher(cfg)
-        return self._matcher
+    build_matcher = staticmethod(build_tube_matcher)
 
     def build_model(self, cfg: Config) -> TubeSeqFormer:
         m = cfg.model

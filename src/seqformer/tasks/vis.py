@@ -20,8 +20,9 @@ from seqformer.engine.distributed import gather_in_order
 from seqformer.inference.vis import predict_videos
 from seqformer.models.build import build_video_detr
 from seqformer.models.vis_criterion import SetCriterionVIS, build_vis_criterion
-from seqformer.models.vis_matcher import HungarianMatcherVIS, build_vis_matcher
+from seqformer.models.vis_matcher import build_vis_matcher
 from seqformer.models.vis_model import SeqFormer
+from seqformer.tasks.base import MatchedTask
 
 
 def vis_paths(cfg: Config, split: str) -> tuple[Path, Path]:
@@ -32,18 +33,11 @@ def vis_paths(cfg: Config, split: str) -> tuple[Path, Path]:
     return root / cfg.data.val_img_dir, root / cfg.data.val_ann
 
 
-class VISTask:
+class VISTask(MatchedTask):
     name = "vis"
     best_metric = "AP"
 
-    def __init__(self) -> None:
-        self._matcher: HungarianMatcherVIS | None = None
-
-    def matcher(self, cfg: Config) -> HungarianMatcherVIS:
-        """The one matcher instance shared by the model and the criterion."""
-        if self._matcher is None:
-            self._matcher = build_vis_matcher(cfg)
-        return self._matcher
+    build_matcher = staticmethod(build_vis_matcher)
 
     def build_model(self, cfg: Config) -> SeqFormer:
         m = cfg.model
