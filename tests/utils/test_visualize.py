@@ -61,3 +61,17 @@ def test_ava_rows_sharing_a_box_are_one_actor():
             ("v", 63, 0.6, 0.2, 0.9, 0.8, 9, 0.1)]
     actors = group_actors(rows, 0.5)
     assert actors == {("v", 61): [((0.6, 0.2, 0.9, 0.8), [(9, 0.95)]), ((0.1, 0.1, 0.5, 0.5), [(1, 0.9), (3, 0.6)])]}
+
+
+def test_labels_do_not_cover_the_legend_or_each_other():
+    """Two objects touching the top edge of a small frame: their tags and the legend get separate rows."""
+    from seqformer.utils.render import Drawable, render_frame
+
+    frame = np.full((64, 96, 3), 128, np.uint8)
+    a, b = np.zeros((64, 96), bool), np.zeros((64, 96), bool)
+    a[0:30, 0:40], b[2:30, 10:60] = True, True
+    out = render_frame(frame, [Drawable(1, "#1 ring 0.90", mask=a), Drawable(2, "#2 disc 0.80", mask=b)],
+                       legend="score >= 0.30")
+    boxed = ((out == 0).all(-1).sum(1) >= 6)  # rows crossed by a label box (black pixels)
+    legend_rows = int(np.argmin(boxed))  # the legend box sits in the corner: rows 0 .. legend_rows-1
+    assert legend_rows >= 8 and boxed.sum() == 3 * legend_rows  # three one-line boxes, no two sharing a row

@@ -93,30 +93,43 @@ def render_frame(frame: np.ndarray, items: Sequence[Drawable], legend: str | Non
     draw = ImageDraw.Draw(canvas)
     size = max(8, min(oh, ow) // 28)
     font = _font(size)
-    for item, anchor in tags:
-        colour = instance_colour(item.id)
+    for item, _ in tags:
         if item.box is not None:
             x1, y1, x2, y2 = item.box
-            draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=colour, width=max(1, size // 6))
+            draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=instance_colour(item.id), width=max(1, size // 6))
+    taken = [_label(draw, (0, 0), [legend], (255, 255, 255), font, size, (ow, oh), below=True)] if legend else []
+    for item, anchor in tags:
         if anchor is not None:
-            _label(draw, anchor, [item.label, *item.lines], colour, font, size, (ow, oh))
-    if legend:
-        _label(draw, (0, 0), [legend], (255, 255, 255), font, size, (ow, oh), below=True)
+            taken.append(_label(draw, anchor, [item.label, *item.lines], instance_colour(item.id), font, size, (ow, oh),
+                                avoid=taken))
     return np.asarray(canvas)
 
 
 def _label(draw: ImageDraw.ImageDraw, anchor: tuple[int, int], lines: list[str], colour, font, size: int,
-           frame_wh: tuple[int, int], below: bool = False) -> None:
-    """Text lines on a black box just above ``anchor`` (below it when there is no room), kept in the frame."""
+           frame_wh: tuple[int, int], below: bool = False,
+           avoid: Sequence[tuple[int, int, int, int]] = ()) -> tuple[int, int, int, int]:
+    """Text lines on a black box just above ``anchor`` (below it when there is no room), kept in the frame.
+
+    The box moves down (then up) in steps of one line until it overlaps none of ``avoid`` (the legend and
+    the labels drawn before it): on small frames neighbouring objects' tags would otherwise cover each
+    other and the legend.  Returns the box used, ``(x1, y1, x2, y2)`` exclusive."""
     line_h = size + 2
     width = max(int(draw.textlength(line, font=font)) for line in lines) + 4
     height = line_h * len(lines) + 2
     x = min(max(anchor[0], 0), max(frame_wh[0] - width, 0))
-    y = anchor[1] if below or anchor[1] - height < 0 else anchor[1] - height
-    y = min(y, max(frame_wh[1] - height, 0))
+    lowest = max(frame_wh[1] - height, 0)
+    first = min(anchor[1] if below or anchor[1] - height < 0 else anchor[1] - height, lowest)
+    candidates = [first, min(anchor[1], lowest), *range(first + line_h, lowest + 1, line_h),
+                  *range(first - line_h, -1, -line_h)]
+
+    def free(y: int) -> bool:
+        return all(x + width <= a1 or a2 <= x or y + height <= b1 or b2 <= y for a1, b1, a2, b2 in avoid)
+
+    y = next((c for c in candidates if free(c)), first)
     draw.rectangle([x, y, x + width - 1, y + height - 1], fill=(0, 0, 0))  # inclusive corners
     for i, line in enumerate(lines):
         draw.text((x + 2, y + 1 + i * line_h), line, fill=colour, font=font)
+    return x, y, x + width, y + height
 
 
 @contextlib.contextmanager
