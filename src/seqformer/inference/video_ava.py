@@ -83,7 +83,7 @@ def clip_offsets(cfg: Config, fps: float) -> np.ndarray:
 
 
 def detect_actions(model, video: VideoInput, cfg: Config, device: torch.device, opts: AvaOptions,
-                   class_ids: np.ndarray, amp: bool = False, progress: bool = True
+                   class_ids: np.ndarray, amp: str = "none", progress: bool = True
                    ) -> tuple[list[Row], list[KeyframeActors], int]:
     """Detection rows (video id = stem), shown actors per keyframe, and the timeline length."""
     offsets = clip_offsets(cfg, video.fps)
@@ -240,7 +240,7 @@ def save_timeline(keyframes: list[KeyframeActors], names: dict[int, str], class_
 
 def infer_ava(model, video: VideoInput, cfg: Config, device: torch.device, out_dir: Path, opts: AvaOptions,
               class_ids: np.ndarray, names: dict[int, str], render: bool = True,
-              render_max_side: int | None = None, render_upscale: float = 1.0, amp: bool = False,
+              render_max_side: int | None = None, render_upscale: float = 1.0, amp: str = "none",
               progress: bool = True) -> dict[str, Path]:
     """All outputs of one input; returns their paths by kind."""
     rows, keyframes, _ = detect_actions(model, video, cfg, device, opts, class_ids, amp, progress)

@@ -14,6 +14,8 @@ import torch
 from tqdm import tqdm
 
 from seqformer.data.video_input import InputVideoError, VideoInput
+from seqformer.engine import precision
+from seqformer.engine.threads import threads_help
 from seqformer.utils.render import atomic_output
 
 
@@ -31,7 +33,10 @@ def add_video_arguments(parser: argparse.ArgumentParser, config_help: str) -> No
     parser.add_argument("--start", type=float, default=0.0, help="first second to process")
     parser.add_argument("--end", type=float, default=None, help="second to stop at (default: the end)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    parser.add_argument("--amp", action="store_true", help="mixed precision on CUDA (ignored on CPU)")
+    parser.add_argument("--threads", type=int, default=None, help=threads_help())
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default=None,
+                        help="autocast dtype (default: the config's eval.amp, float32 unless set); bf16 also runs on "
+                             "CPUs with bfloat16 support")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="draw predictions scoring at least this")
     parser.add_argument("--no-render", action="store_true", help="write results only, no video or picture")
     parser.add_argument("--render-max-side", type=int, default=None,
@@ -84,10 +89,7 @@ def report_reading(video: VideoInput, length: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def inference_mode(device: torch.device, amp: bool) -> Iterator[None]:
-    with torch.no_grad():
-        if amp and device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                yield
-        else:
-            yield
+def inference_mode(device: torch.device, amp: str = "none") -> Iterator[None]:
+    """No gradients, and autocast to ``amp`` (``eval.amp``: none | bf16 | fp16) as ``predict`` does."""
+    with torch.no_grad(), precision.autocast(amp, device):
+        yield

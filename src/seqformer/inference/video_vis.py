@@ -76,7 +76,7 @@ def category_names(cfg: Config, categories_json: str | Path | None = None) -> li
     return [{"id": i, "name": f"class {i}"} for i in range(cfg.model.num_classes)]
 
 
-def predict_input(model, video: VideoInput, opts: VisOptions, device: torch.device, amp: bool = False,
+def predict_input(model, video: VideoInput, opts: VisOptions, device: torch.device, amp: str = "none",
                   progress: bool = True) -> tuple[list[dict], int]:
     """Results-json entries (each with ``instance_id``) of one input and its frame count."""
     # the transform of ``predict vis`` (inference.vis.load_frames), so a frame folder gives the same numbers
@@ -178,7 +178,7 @@ def save_tracks_plot(results: list[dict], names: dict[int, str], fps: float, len
 
 def infer_vis(model, video: VideoInput, cfg: Config, device: torch.device, out_dir: Path, opts: VisOptions,
               categories: list[dict], render: bool = True, render_max_side: int | None = None,
-              render_upscale: float = 1.0, amp: bool = False, progress: bool = True) -> dict[str, Path]:
+              render_upscale: float = 1.0, amp: str = "none", progress: bool = True) -> dict[str, Path]:
     """All outputs of one input; returns their paths by kind."""
     results, length = predict_input(model, video, opts, device, amp, progress)
     stem = video.stem

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from seqformer.config import load_config
+from seqformer.engine import precision
 from seqformer.engine.distributed import resolve_device
 from seqformer.engine.threads import describe, set_num_threads, threads_help
 from seqformer.utils.output_paths import check_writable_file
@@ -33,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     task = get_task("ava")
     model = task.build_model(cfg)
     load_model_weights(model, args.weights)
-    model.to(device).eval()
-    rows = task.predict(model, cfg, device, split=args.split, progress=not args.no_progress)
+    precision.prepare_model(model.to(device).eval(), cfg.eval.amp, cfg.eval.compile)
+    with precision.autocast(cfg.eval.amp, device):
+        rows = task.predict(model, cfg, device, split=args.split, progress=not args.no_progress)
     write_rows(args.out, rows)
     keyframes = len({(r[0], r[1]) for r in rows})
     print(f"wrote {len(rows)} detection rows for {keyframes} keyframes to {args.out}")
