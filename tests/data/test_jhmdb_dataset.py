@@ -140,6 +140,27 @@ def test_synthetic_classes_are_motion():
     assert {WALK, JUMP, STAND} <= seen
 
 
+def test_synthetic_appearance_is_independent_of_class():
+    """Actors take their looks from a small shared pool, each seen with several classes: a look cannot tell the class."""
+    from seqformer.data.jhmdb_synth import _render_video
+
+    def centre_colours(appearance_pool: int) -> dict[tuple, list[int]]:
+        cfg = SynthJhmdbConfig(partial_prob=0.0, appearance_pool=appearance_pool, min_frames=8, max_frames=8)
+        classes_of = {}
+        for seed in range(30):
+            frames, tubes, labels = _render_video(cfg, np.random.default_rng([5, seed]))
+            for tube, label in zip(tubes, labels):
+                x1, y1, x2, y2 = tube[0, 1:]
+                colour = tuple(frames[0, int((y1 + y2) / 2), int((x1 + x2) / 2)])  # a stripe colour of the texture
+                classes_of.setdefault(colour, []).append(label)
+        return classes_of
+
+    pooled = centre_colours(3)
+    assert len(pooled) <= 6  # 3 looks x 2 stripe colours
+    assert all(len(set(classes)) >= 3 for classes in pooled.values() if len(classes) >= 5)
+    assert len(centre_colours(0)) > 20  # a fresh look per actor: ~45 actors, each its own colours
+
+
 def test_real_jhmdb_split_indexes_every_frame_of_its_videos():
     """On the published JHMDB-GT.pkl (no frames needed to index): one sample per frame, every tube alive in its clips."""
     from pathlib import Path

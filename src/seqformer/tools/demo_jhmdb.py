@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from seqformer.engine.threads import threads_help
+
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "jhmdb" / "tiny_synth.yaml"
 
 
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo_jhmdb", help="folder for data, checkpoints, detections, metrics")
     parser.add_argument("--config", default=str(CONFIG), help="tube-detection config to train")
     parser.add_argument("--videos", type=int, default=30, help="synthetic videos (a third are split 1's test set)")
+    parser.add_argument("--threads", type=int, default=None, help=threads_help())
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (line-oriented output for logs)")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[1/4] generating synthetic JHMDB-format data in {data_dir}")
         generate_synth_jhmdb(data_dir, SynthJhmdbConfig(num_videos=args.videos))
     dataset_overrides = flatten(yaml.safe_load((data_dir / "dataset.yaml").read_text()))
-    cfg = load_config(args.config, dataset_overrides + [f"train.output_dir={out / 'train'}"] + args.overrides)
+    defaults = [f"train.output_dir={out / 'train'}"] + ([f"train.num_threads={args.threads}"] if args.threads else [])
+    cfg = load_config(args.config, dataset_overrides + defaults + args.overrides)
     print(f"[2/4] training {args.config} for {cfg.optim.epochs} epochs (outputs in {cfg.train.output_dir})")
     task = get_task(cfg.model.task)
     trainer = Trainer(cfg, task, progress=not args.no_progress)
