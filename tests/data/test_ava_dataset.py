@@ -265,6 +265,10 @@ def test_select_at_fps_identity_and_downsampling():
     assert [p for _, p in select_at_fps(times, 1.0, 30, 0, 45)] == list(range(30, 75))
     assert [p for _, p in select_at_fps(times, 0.0, 10)] == list(range(1, 90, 3))  # as ffmpeg -r 10
     assert [p for _, p in select_at_fps(times[:3], 0.0, 60)] == [0, 0, 1, 1, 2, 2]  # upsampling repeats
+    # WebM/MKV store milliseconds: 6 fps is 0, 0.167, ..., 1.167 s (ends at 1.334, after slot 8's start)
+    rounded = [(round(i / 6, 3), i) for i in range(8)]
+    assert [p for _, p in select_at_fps(rounded, 0.0, 6)] == list(range(8))
+    assert [p for _, p in select_at_fps(rounded, 0.0, 12)] == [i // 2 for i in range(16)]
 
 
 def test_prepare_resume_and_direct_reading(tmp_path, capsys):

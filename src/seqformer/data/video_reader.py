@@ -76,7 +76,9 @@ def select_at_fps(frames: Iterable[tuple[float, Payload]], start: float, fps: fl
     Slot ``k`` shows the latest input frame with ``time < start + (k + 0.5) / fps`` (the first
     input frame if none is that early): ffmpeg's ``-r``/``fps`` filter rule (round to the nearest
     output slot, keep the last frame per slot), the identity for a source already at ``fps``.  After
-    the last input frame, slots are emitted while they start before that frame ends.
+    the last input frame, slots are emitted while their middle lies before that frame ends (it lasts as
+    long as the gap before it): the same nearest-slot rule, so the millisecond timestamps of WebM/MKV
+    (a 6 fps video ends at 1.334 s, not 8/6 s) do not add a slot.
     """
     k = first
     prev: tuple[float, Payload] | None = None
@@ -92,7 +94,7 @@ def select_at_fps(frames: Iterable[tuple[float, Payload]], start: float, fps: fl
         prev = (t, payload)
     if prev is None:
         return
-    while (stop is None or k < stop) and start + k / fps < prev[0] + frame_duration - 1e-6:
+    while (stop is None or k < stop) and start + (k + 0.5) / fps < prev[0] + frame_duration:
         yield k, prev[1]
         k += 1
 
