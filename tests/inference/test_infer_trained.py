@@ -80,7 +80,8 @@ def test_infer_vis_frame_folder_equals_predict_and_evaluates(vis_setup):
     entry = json.loads((root / "out" / f"{stem}_video.json").read_text())["videos"][0]
     assert (entry["length"], entry["height"], entry["width"]) == (video["length"], video["height"], video["width"])
     assert main(["predict", "vis", "--config", str(config), "--weights", weights,
-                 "--images", str(paths["valid_images"]), "--annotations", str(paths["valid_ann"]), "--out", str(root / "predict.json")]) == 0
+                 "--images", str(paths["valid_images"]), "--annotations", str(paths["valid_ann"]),
+                 "--out", str(root / "predict.json")]) == 0
     predicted = json.loads((root / "predict.json").read_text())
     key = lambda r: (r["category_id"], round(r["score"], 6))  # noqa: E731
     assert sorted(map(key, infer_results)) == sorted(map(key, predicted))
