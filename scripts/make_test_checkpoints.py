@@ -45,16 +45,6 @@ AVA_OVERRIDES = ["train.val_freq=5"]  # configs/ava/tiny_synth.yaml as the demo 
 COMMON_OVERRIDES = ["train.seed=42", "train.keep_checkpoints=0", "data.num_workers=0"]
 
 
-def _flatten(data: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={json.dumps(value)}")
-    return out
-
-
 def _portable(value, work: Path):
     """The config to commit: every path into the temporary folder replaced (the tests set their own)."""
     if isinstance(value, dict):
@@ -90,12 +80,12 @@ def vis_config(work: Path, threads: int, trial: list[str]):
 
 
 def ava_config(work: Path, threads: int, trial: list[str]):
-    from seqformer.config import load_config
+    from seqformer.config import load_config, overrides_from_mapping
     from seqformer.data.ava_synth import SynthAvaConfig, generate_synth_ava
 
     data = SynthAvaConfig(**AVA_DATA)
     paths = generate_synth_ava(work / "ava", data)
-    dataset = _flatten(yaml.safe_load(Path(paths["config"]).read_text()))
+    dataset = overrides_from_mapping(yaml.safe_load(Path(paths["config"]).read_text()))
     overrides = [*dataset, f"train.output_dir={work / 'run'}", f"train.num_threads={threads}",
                  *COMMON_OVERRIDES, *AVA_OVERRIDES, *trial]
     return load_config(REPO / "configs" / "ava" / "tiny_synth.yaml", overrides), data

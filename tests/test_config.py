@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqformer.config import ConfigError, load_config
+from seqformer.config import ConfigError, load_config, overrides_from_mapping
 
 
 def test_overrides_types_and_bare_seed_names(tmp_path):
@@ -39,3 +39,12 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_overrides_from_mapping_round_trips_a_config():
+    """A generated dataset.yaml is merged through override strings: every value, of every type (lists,
+    null, strings that look like numbers), must arrive unchanged."""
+    source = load_config(None, ["model.num_frames=3", "optim.lr_drop=[4, 7]", "data.ytvis_path='0012'",
+                                "train.resume=null"])
+    rebuilt = load_config(None, overrides_from_mapping(source.to_dict()))
+    assert rebuilt.to_dict() == source.to_dict() and rebuilt.data.ytvis_path == "0012"

@@ -9,6 +9,7 @@ translate a shell config line by line.  A YAML file may set any subset of fields
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -319,6 +320,18 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             nested = {p: nested}
         _apply(cfg, nested, "override")
     return cfg
+
+
+def overrides_from_mapping(data: dict, prefix: str = "") -> list[str]:
+    """``section.option=value`` overrides for a nested mapping (the inverse of :func:`apply_overrides`),
+    so a generated ``dataset.yaml`` joins the command line's overrides rather than replacing the config."""
+    out = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out += overrides_from_mapping(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}")
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

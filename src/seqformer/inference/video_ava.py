@@ -34,7 +34,7 @@ from seqformer.data.ava_transforms import plan_val, transform_pixels
 from seqformer.data.collate import collate_ava
 from seqformer.data.video_input import VideoInput
 from seqformer.inference.ava import Row, evaluated_classes, keyframe_detections, write_rows
-from seqformer.inference.video_common import frame_progress, inference_mode, report_reading
+from seqformer.inference.video_common import frame_progress, inference_mode, report_reading, save_figure
 from seqformer.models.ava_model import action_scores
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy
 from seqformer.utils.render import Drawable, VideoWriter, atomic_output, fit_size, instance_colour, render_frame
@@ -232,10 +232,7 @@ def save_timeline(keyframes: list[KeyframeActors], names: dict[int, str], class_
     ax.invert_yaxis()
     ax.set_xlabel("seconds (keyframes)")
     ax.set_title(title + ("" if used else f" (no action scores >= {score_threshold:.2f})"), fontsize=9)
-    fig.tight_layout()
-    with atomic_output(out_path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_path)
 
 
 def infer_ava(model, video: VideoInput, cfg: Config, device: torch.device, out_dir: Path, opts: AvaOptions,

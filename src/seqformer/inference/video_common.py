@@ -64,6 +64,16 @@ def prepare_out_dir(path: str | Path) -> Path:
     return out
 
 
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure atomically (an interrupted run leaves no half-written picture) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
 def write_json(path: Path, data) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data))

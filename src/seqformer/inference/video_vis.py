@@ -29,9 +29,9 @@ from seqformer.config import Config
 from seqformer.data.video_input import VideoInput
 from seqformer.data.ytvis_categories import YTVIS_2019_CATEGORIES
 from seqformer.inference.long_video import predict_frame_stream
-from seqformer.inference.video_common import frame_progress, inference_mode, report_reading, write_json
+from seqformer.inference.video_common import frame_progress, inference_mode, report_reading, save_figure, write_json
 from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD
-from seqformer.utils.render import Drawable, VideoWriter, atomic_output, fit_size, render_frame
+from seqformer.utils.render import Drawable, VideoWriter, fit_size, render_frame
 
 DEFAULT_CLIP_LEN = 36  # when the config sets no limit (eval.max_frames_per_clip=0): a long YouTube-VIS video
 DEFAULT_OVERLAP = 8
@@ -170,10 +170,7 @@ def save_tracks_plot(results: list[dict], names: dict[int, str], fps: float, len
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     ax.set_title(title + ("" if shown else f" (no instance scores >= {score_threshold:.2f})"), fontsize=9)
-    fig.tight_layout()
-    with atomic_output(out_path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out_path)
 
 
 def infer_vis(model, video: VideoInput, cfg: Config, device: torch.device, out_dir: Path, opts: VisOptions,

@@ -35,18 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 
-def _flatten(data: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={json.dumps(value)}")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from seqformer.config import apply_overrides, load_config, save_config
+    from seqformer.config import apply_overrides, load_config, overrides_from_mapping, save_config
     from seqformer.data.ava_format import read_labelmap
     from seqformer.data.ava_synth import SynthAvaConfig, generate_synth_ava
     from seqformer.engine.logger import plot_training_curves
@@ -76,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_synthetic_data(data_dir, SynthAvaConfig(num_train_videos=args.train_videos, num_val_videos=args.val_videos,
                                                     num_test_videos=args.test_videos, seed=args.seed),
                            generate_synth_ava, say=lambda line: print("      " + line))
-    dataset_overrides = _flatten(yaml.safe_load((data_dir / "dataset.yaml").read_text()))
+    dataset_overrides = overrides_from_mapping(yaml.safe_load((data_dir / "dataset.yaml").read_text()))
     cfg = load_config(args.config, dataset_overrides + defaults + args.overrides)
     print(f"[2/5] training {args.config} for {cfg.optim.epochs} epochs, validating on {args.val_videos} val videos")
     task = AVATask()

@@ -28,19 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
 
 
-def flatten(data: dict, prefix: str = "") -> list[str]:
-    """``key=value`` overrides of a nested mapping (the dataset.yaml the synthetic generator writes)."""
-    out = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out += flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={json.dumps(value)}")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from seqformer.config import load_config, save_config
+    from seqformer.config import load_config, overrides_from_mapping, save_config
     from seqformer.data.jhmdb_synth import SynthJhmdbConfig, generate_synth_jhmdb
     from seqformer.engine.task import get_task
     from seqformer.engine.trainer import Trainer
@@ -54,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not (data_dir / "dataset.yaml").is_file():
         print(f"[1/4] generating synthetic JHMDB-format data in {data_dir}")
         generate_synth_jhmdb(data_dir, SynthJhmdbConfig(num_videos=args.videos))
-    dataset_overrides = flatten(yaml.safe_load((data_dir / "dataset.yaml").read_text()))
+    dataset_overrides = overrides_from_mapping(yaml.safe_load((data_dir / "dataset.yaml").read_text()))
     defaults = [f"train.output_dir={out / 'train'}"] + ([f"train.num_threads={args.threads}"] if args.threads else [])
     cfg = load_config(args.config, dataset_overrides + defaults + args.overrides)
     print(f"[2/4] training {args.config} for {cfg.optim.epochs} epochs (outputs in {cfg.train.output_dir})")
