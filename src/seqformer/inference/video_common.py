@@ -1,5 +1,6 @@
 """What ``seqformer infer vis`` and ``infer ava`` share: the command-line options, the output folder
-check, atomic small-file writes, progress bars and the model context (device, AMP)."""
+check, loading the inputs, config and model, atomic small-file writes, progress bars and the model context
+(device, AMP)."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from seqformer.data.video_input import InputVideoError, VideoInput
+from seqformer.config import Config, load_config
+from seqformer.data.video_input import InputVideoError, VideoInput, expand_inputs, open_input
 from seqformer.engine import precision
 from seqformer.engine.threads import threads_help
 from seqformer.utils.render import atomic_output
@@ -62,6 +64,33 @@ def prepare_out_dir(path: str | Path) -> Path:
     except OSError as e:
         raise InputVideoError(f"--out {out}: cannot write there ({e.strerror or e})") from None
     return out
+
+
+def open_inputs(args: argparse.Namespace) -> tuple[list[VideoInput], Path]:
+    """The ``--input`` videos and the ``--out`` folder, checked first: they fail in seconds, not after a
+    model has loaded."""
+    inputs = [open_input(p, args.fps, args.start, args.end, args.on_decode_error) for p in expand_inputs(args.input)]
+    return inputs, prepare_out_dir(args.out)
+
+
+def load_video_config(args: argparse.Namespace) -> Config:
+    """``--config`` with the command line's overrides; ``--amp`` sets ``eval.amp`` (as ``predict`` reads it)."""
+    return load_config(args.config, [*args.overrides, *([f"eval.amp={args.amp}"] if args.amp else [])])
+
+
+def load_inference_model(args: argparse.Namespace, cfg: Config, task_name: str) -> tuple[torch.device, torch.nn.Module]:
+    """The task's model with ``--weights`` on ``--device`` (threads and device printed), ready for ``eval.amp``."""
+    from seqformer.engine.distributed import resolve_device
+    from seqformer.engine.task import get_task
+    from seqformer.engine.threads import describe, set_num_threads
+    from seqformer.weight_files import load_model_weights
+
+    device = resolve_device(args.device)
+    print(describe(device, set_num_threads(args.threads)))
+    model = get_task(task_name).build_model(cfg)
+    load_model_weights(model, args.weights)
+    precision.prepare_model(model.to(device).eval(), cfg.eval.amp)
+    return device, model
 
 
 def save_figure(fig, path: Path) -> None:

@@ -14,28 +14,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqformer.config import load_config
-    from seqformer.data.video_input import InputVideoError, expand_inputs, open_input
-    from seqformer.engine import precision
-    from seqformer.engine.distributed import resolve_device
-    from seqformer.engine.task import get_task
-    from seqformer.engine.threads import describe, set_num_threads
+    from seqformer.data.video_input import InputVideoError
     from seqformer.inference.video_ava import AvaOptions, action_labels, infer_ava
-    from seqformer.inference.video_common import prepare_out_dir
-    from seqformer.weight_files import load_model_weights
+    from seqformer.inference.video_common import load_inference_model, load_video_config, open_inputs
 
     if args.keyframe_step < 1:
         raise InputVideoError(f"--keyframe-step must be a whole number of seconds >= 1, got {args.keyframe_step}")
-    paths = expand_inputs(args.input)  # inputs and output folder first: they fail in seconds, not after a model loads
-    inputs = [open_input(p, args.fps, args.start, args.end, args.on_decode_error) for p in paths]
-    out_dir = prepare_out_dir(args.out)
-    cfg = load_config(args.config, [*args.overrides, *([f"eval.amp={args.amp}"] if args.amp else [])])
-    class_ids, names = action_labels(cfg, args.labelmap)
-    device = resolve_device(args.device)
-    print(describe(device, set_num_threads(args.threads)))
-    model = get_task("ava").build_model(cfg)
-    load_model_weights(model, args.weights)
-    precision.prepare_model(model.to(device).eval(), cfg.eval.amp)
+    inputs, out_dir = open_inputs(args)
+    cfg = load_video_config(args)
+    class_ids, names = action_labels(cfg, args.labelmap)  # a bad label map fails before the model loads
+    device, model = load_inference_model(args, cfg, "ava")
     opts = AvaOptions(args.short_side or cfg.data.ava_val_short_side, args.keyframe_step, args.score_threshold)
     for video in inputs:
         written = infer_ava(model, video, cfg, device, out_dir, opts, class_ids, names, render=not args.no_render,

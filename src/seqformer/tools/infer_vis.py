@@ -14,25 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqformer.config import load_config
-    from seqformer.data.video_input import expand_inputs, open_input
-    from seqformer.engine import precision
-    from seqformer.engine.distributed import resolve_device
-    from seqformer.engine.task import get_task
-    from seqformer.engine.threads import describe, set_num_threads
-    from seqformer.inference.video_common import prepare_out_dir
+    from seqformer.inference.video_common import load_inference_model, load_video_config, open_inputs
     from seqformer.inference.video_vis import category_names, infer_vis, vis_options
-    from seqformer.weight_files import load_model_weights
 
-    paths = expand_inputs(args.input)  # inputs and output folder first: they fail in seconds, not after a model loads
-    inputs = [open_input(p, args.fps, args.start, args.end, args.on_decode_error) for p in paths]
-    out_dir = prepare_out_dir(args.out)
-    cfg = load_config(args.config, [*args.overrides, *([f"eval.amp={args.amp}"] if args.amp else [])])
-    device = resolve_device(args.device)
-    print(describe(device, set_num_threads(args.threads)))
-    model = get_task("vis").build_model(cfg)
-    load_model_weights(model, args.weights)
-    precision.prepare_model(model.to(device).eval(), cfg.eval.amp)
+    inputs, out_dir = open_inputs(args)
+    cfg = load_video_config(args)
+    device, model = load_inference_model(args, cfg, "vis")
     opts = vis_options(cfg, args.short_side, args.max_side, args.score_threshold)
     categories = category_names(cfg, args.categories)
     for video in inputs:
