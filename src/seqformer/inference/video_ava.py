@@ -34,7 +34,7 @@ from seqformer.data.ava_transforms import plan_val, transform_pixels
 from seqformer.data.collate import collate_ava
 from seqformer.data.video_input import VideoInput
 from seqformer.inference.ava import Row, evaluated_classes, keyframe_detections, write_rows
-from seqformer.inference.video_common import frame_progress, inference_mode, report_reading, save_figure
+from seqformer.inference.video_common import frame_progress, inference_mode, prepare_out_dir, report_reading, save_figure
 from seqformer.models.ava_model import action_scores
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy
 from seqformer.utils.render import Drawable, VideoWriter, atomic_output, fit_size, instance_colour, render_frame
@@ -259,7 +259,6 @@ def render_held_out(model, cfg: Config, device: torch.device, out_dir: Path) -> 
     dataset's frame rate, rendered 4x larger, printed."""
     from seqformer.data.ava_format import read_ava_csv
     from seqformer.data.video_input import open_input
-    from seqformer.inference.video_common import prepare_out_dir
 
     video_id = sorted({str(v) for v in read_ava_csv(cfg.data.ava_val_csv, "gt").video_ids})[0]
     video = open_input(Path(cfg.data.ava_frames) / video_id, fps=cfg.data.ava_fps)

@@ -29,7 +29,8 @@ from seqformer.config import Config
 from seqformer.data.video_input import VideoInput
 from seqformer.data.ytvis_categories import YTVIS_2019_CATEGORIES
 from seqformer.inference.long_video import predict_frame_stream
-from seqformer.inference.video_common import frame_progress, inference_mode, report_reading, save_figure, write_json
+from seqformer.inference.video_common import (frame_progress, inference_mode, prepare_out_dir, report_reading,
+                                               save_figure, write_json)
 from seqformer.utils.colour import IMAGENET_MEAN, IMAGENET_STD
 from seqformer.utils.render import Drawable, VideoWriter, fit_size, render_frame
 
@@ -199,7 +200,6 @@ def render_held_out(model, cfg: Config, device: torch.device, frames_dir: Path, 
     """The demo's last step: one held-out synthetic video through ``infer vis`` (what
     ``seqformer infer vis --input <frames_dir> --fps 6 --render-upscale 4`` writes), printed."""
     from seqformer.data.video_input import open_input
-    from seqformer.inference.video_common import prepare_out_dir
 
     video = open_input(frames_dir, fps=6)
     written = infer_vis(model, video, cfg, device, prepare_out_dir(out_dir), vis_options(cfg), category_names(cfg),
