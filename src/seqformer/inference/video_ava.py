@@ -34,7 +34,8 @@ from seqformer.data.ava_transforms import plan_val, transform_pixels
 from seqformer.data.collate import collate_ava
 from seqformer.data.video_input import VideoInput
 from seqformer.inference.ava import Row, evaluated_classes, keyframe_detections, write_rows
-from seqformer.inference.video_common import frame_progress, inference_mode, prepare_out_dir, report_reading, save_figure
+from seqformer.inference.video_common import (frame_progress, inference_mode, prepare_out_dir, report_reading,
+                                               save_figure)
 from seqformer.models.ava_model import action_scores
 from seqformer.utils.box_ops import box_cxcywh_to_xyxy
 from seqformer.utils.render import Drawable, VideoWriter, atomic_output, fit_size, instance_colour, render_frame
